@@ -1,0 +1,164 @@
+"""Voice conditionals: from an audio prompt, cached by content, never shared mutably.
+
+Upstream mutates the conditionals it is given (`T3.prepare_conditioning` stores the prompt
+embedding on the `T3Cond`; `S3Token2Mel.forward` re-casts `ref_dict` in place), so every
+request works on its own shallow copies of the cached tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from server.engine.loading import LoadedModel, ModelVariant
+from server.engine.types import Audio
+
+S3GEN_SR = 24000
+S3_SR = 16000
+MIN_PROMPT_SECONDS = 5.0
+# Upstream keeps 15 s for the T3 prompt tokens and 10 s for S3Gen; more is never used.
+ENC_COND_SECONDS = 15
+DEC_COND_SECONDS = 10
+TURBO_TARGET_LUFS = -27.0
+
+
+class AudioPromptError(ValueError):
+    """The audio prompt cannot be used; the message is meant for the client."""
+
+
+@dataclass(frozen=True)
+class VoiceConditionals:
+    """A voice, ready for any request: the T3 conditioning and the S3Gen reference."""
+
+    t3: Any  # chatterbox T3Cond
+    gen: dict[str, Any]
+    key: str  # content hash of the prompt audio, or "builtin"
+
+    def for_request(self, exaggeration: float, device: torch.device) -> tuple[Any, dict[str, Any]]:
+        from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+        t3 = T3Cond(
+            speaker_emb=self.t3.speaker_emb,
+            clap_emb=self.t3.clap_emb,
+            cond_prompt_speech_tokens=self.t3.cond_prompt_speech_tokens,
+            cond_prompt_speech_emb=self.t3.cond_prompt_speech_emb,
+            emotion_adv=exaggeration * torch.ones(1, 1, 1, device=device),
+        )
+        return t3, dict(self.gen)
+
+
+def builtin_voice(model: LoadedModel) -> VoiceConditionals | None:
+    if model.builtin_conds is None:
+        return None
+    return VoiceConditionals(model.builtin_conds.t3, dict(model.builtin_conds.gen), "builtin")
+
+
+def decode_audio(data: bytes, max_seconds: float | None = None) -> Audio:
+    """Mono float32 samples at 24 kHz from an audio file's bytes (WAV, FLAC, OGG, MP3, ...)."""
+    import librosa
+    import soundfile
+
+    if not data:
+        raise AudioPromptError("audio prompt is empty")
+    try:
+        samples, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for garbage input
+        raise AudioPromptError(f"audio prompt could not be decoded as audio ({exc})") from None
+    mono = samples.mean(axis=1)
+    if sample_rate != S3GEN_SR:
+        mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=S3GEN_SR)
+    duration = mono.shape[0] / S3GEN_SR
+    if not np.all(np.isfinite(mono)):
+        raise AudioPromptError("audio prompt contains invalid samples")
+    if duration < MIN_PROMPT_SECONDS:
+        raise AudioPromptError(
+            f"audio prompt is {duration:.1f} s long; "
+            f"it must be longer than {MIN_PROMPT_SECONDS:g} s"
+        )
+    if max_seconds is not None and duration > max_seconds:
+        raise AudioPromptError(
+            f"audio prompt is {duration:.1f} s long; at most {max_seconds:g} s is accepted"
+        )
+    return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _normalize_loudness(wav: Audio) -> Audio:
+    # Upstream Turbo's norm_loudness: silence or failures leave the audio as it is.
+    import pyloudnorm  # type: ignore[import-untyped]
+
+    try:
+        loudness = pyloudnorm.Meter(S3GEN_SR).integrated_loudness(wav)
+        gain = 10.0 ** ((TURBO_TARGET_LUFS - loudness) / 20.0)
+    except Exception:
+        return wav
+    return wav * gain if math.isfinite(gain) and gain > 0.0 else wav
+
+
+@torch.inference_mode()
+def conditionals_from_audio(
+    model: LoadedModel, wav_24k: Audio, key: str, exaggeration: float = 0.5
+) -> VoiceConditionals:
+    """What upstream `prepare_conditionals` computes, without touching the model's state."""
+    import librosa
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    if model.variant is ModelVariant.TURBO:
+        wav_24k = _normalize_loudness(wav_24k)
+    ref_16k = librosa.resample(wav_24k, orig_sr=S3GEN_SR, target_sr=S3_SR)
+    gen = model.s3gen.embed_ref(
+        wav_24k[: DEC_COND_SECONDS * S3GEN_SR], S3GEN_SR, device=model.device
+    )
+    prompt_tokens = None
+    if plen := model.t3.hp.speech_cond_prompt_len:
+        prompt_tokens, _ = model.s3gen.tokenizer.forward(
+            [ref_16k[: ENC_COND_SECONDS * S3_SR]], max_len=plen
+        )
+        prompt_tokens = prompt_tokens.reshape(1, -1).to(model.device)
+    ve_embed = torch.from_numpy(model.voice_encoder.embeds_from_wavs([ref_16k], sample_rate=S3_SR))
+    ve_embed = ve_embed.mean(dim=0, keepdim=True).to(model.device)
+    t3 = T3Cond(
+        speaker_emb=ve_embed,
+        cond_prompt_speech_tokens=prompt_tokens,
+        emotion_adv=exaggeration * torch.ones(1, 1, 1),
+    ).to(device=model.device)
+    return VoiceConditionals(t3, gen, key)
+
+
+def audio_key(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class ConditionalsCache:
+    """LRU of voices by the hash of their prompt audio: a repeated prompt costs a hash."""
+
+    def __init__(self, model: LoadedModel, capacity: int = 64, max_prompt_seconds: float = 60.0):
+        self._model = model
+        self._capacity = capacity
+        self._max_prompt_seconds = max_prompt_seconds
+        self._entries: OrderedDict[str, VoiceConditionals] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, audio_bytes: bytes) -> VoiceConditionals:
+        key = audio_key(audio_bytes)
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        wav = decode_audio(audio_bytes, self._max_prompt_seconds)
+        voice = conditionals_from_audio(self._model, wav, key)
+        with self._lock:
+            self._entries[key] = voice
+            while len(self._entries) > self._capacity:
+                self._entries.popitem(last=False)
+        return voice
+
+    def __len__(self) -> int:
+        return len(self._entries)

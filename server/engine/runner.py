@@ -1,0 +1,110 @@
+"""Puts a `StreamingEngine` behind asyncio without ever blocking the event loop.
+
+All model work runs on one dedicated thread per engine (so exactly one inference uses the
+device at a time); chunks cross to the loop with `call_soon_threadsafe`. When the consumer
+stops early (client gone), the generation is told to stop and the device is released before
+the consumer's clean-up finishes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import AsyncGenerator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TypeVar
+
+from server.engine.conditionals import VoiceConditionals
+from server.engine.engine import (
+    AudioChunk,
+    Cancelled,
+    StreamingEngine,
+    SynthesisRequest,
+    SynthesisResult,
+)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
+
+
+_END = object()
+
+
+class EngineRunner:
+    def __init__(self, engine: StreamingEngine):
+        self.engine = engine
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self.busy = False  # True while a job holds the device
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def produce() -> None:
+            try:
+                for chunk in self.engine.stream(request, cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except Cancelled:
+                pass
+            except BaseException as exc:  # reported to the consumer, never lost
+                loop.call_soon_threadsafe(queue.put_nowait, _Failed(exc))
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _END)
+
+        job = loop.run_in_executor(self._executor, self._holding_device(produce))
+        try:
+            while True:
+                item = await queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                assert isinstance(item, AudioChunk)
+                yield item
+        finally:
+            cancel.set()
+            with contextlib.suppress(BaseException):
+                await asyncio.shield(job)
+
+    async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        cancel = threading.Event()
+        return await self._call(lambda: self.engine.synthesize(request, cancel), cancel)
+
+    async def voice_from_audio(self, audio: bytes) -> VoiceConditionals:
+        return await self._call(lambda: self.engine.voices.get(audio), None)
+
+    async def run(self, work: Callable[[], T]) -> T:
+        """Any other model work, in turn with the rest."""
+        return await self._call(work, None)
+
+    async def _call(self, work: Callable[[], T], cancel: threading.Event | None) -> T:
+        loop = asyncio.get_running_loop()
+        job = loop.run_in_executor(self._executor, self._holding_device(work))
+        try:
+            return await asyncio.shield(job)
+        except asyncio.CancelledError:
+            if cancel is not None:
+                cancel.set()
+            with contextlib.suppress(BaseException):
+                await job
+            raise
+
+    def _holding_device(self, work: Callable[[], T]) -> Callable[[], T]:
+        def run() -> T:
+            self.busy = True
+            try:
+                return work()
+            finally:
+                self.busy = False
+
+        return run
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)

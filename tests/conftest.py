@@ -1,0 +1,42 @@
+"""Shared fixtures: full-size random-weight checkpoints, built once and cached outside the repo."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+from server.engine.loading import LoadedModel, ModelVariant, load_model
+
+CACHE = Path(
+    os.environ.get("CHATTERBOX_TEST_CACHE", Path.home() / ".cache" / "chatterbox-streaming")
+)
+
+
+def checkpoint_dir(variant: ModelVariant) -> Path:
+    from scripts.make_random_checkpoint import build_random_checkpoint
+
+    return build_random_checkpoint(variant.value, CACHE / "checkpoints" / variant.value)
+
+
+@pytest.fixture(scope="session")
+def turbo_dir() -> Path:
+    return checkpoint_dir(ModelVariant.TURBO)
+
+
+@pytest.fixture(scope="session")
+def original_dir() -> Path:
+    return checkpoint_dir(ModelVariant.ORIGINAL)
+
+
+@pytest.fixture(scope="session")
+def turbo_model(turbo_dir: Path) -> Iterator[LoadedModel]:
+    yield load_model(ModelVariant.TURBO, turbo_dir, torch.device("cpu"))
+
+
+@pytest.fixture(scope="session")
+def original_model(original_dir: Path) -> Iterator[LoadedModel]:
+    yield load_model(ModelVariant.ORIGINAL, original_dir, torch.device("cpu"))

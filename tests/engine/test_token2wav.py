@@ -1,0 +1,147 @@
+"""Incremental token-to-wave: offline length, no seams, upstream's finalize crash fixed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from scripts.seam_metrics import join_offsets, seam_figures
+from server.engine.conditionals import builtin_voice
+from server.engine.loading import LoadedModel
+from server.engine.token2wav import (
+    MEL_FRAMES_PER_TOKEN,
+    SAMPLES_PER_MEL_FRAME,
+    FlowPrompt,
+    NoiseTape,
+    Token2WavStreamer,
+    flow_mel,
+)
+from server.engine.types import Audio
+
+
+def test_noise_tape_gives_each_frame_the_same_noise_however_sliced() -> None:
+    tape = NoiseTape(5, torch.device("cpu"))
+    whole = tape.frames(0, 3000)
+    assert torch.equal(NoiseTape(5, torch.device("cpu")).frames(1500, 2100), whole[:, :, 1500:2100])
+    assert torch.equal(tape.frames(10, 20), whole[:, :, 10:20])
+    assert not torch.equal(NoiseTape(6, torch.device("cpu")).frames(0, 10), whole[:, :, :10])
+
+
+def _streamer(
+    model: LoadedModel, seed: int, reference: int | None = None, context: int = 50
+) -> Token2WavStreamer:
+    voice = builtin_voice(model)
+    assert voice is not None
+    _, ref = voice.for_request(0.5, model.device)
+    return Token2WavStreamer(
+        model.s3gen,
+        ref,
+        NoiseTape(seed, model.device),
+        meanflow=True,
+        n_timesteps=2,
+        reference_tokens=reference,
+        context_tokens=context,
+    )
+
+
+def _random_tokens(count: int, seed: int) -> torch.Tensor:
+    return torch.randint(0, 6561, (count,), generator=torch.Generator().manual_seed(seed))
+
+
+def _stream(streamer: Token2WavStreamer, tokens: torch.Tensor, ends: list[int]) -> list[Audio]:
+    chunks = [streamer.decode(tokens[:end], finalize=False).numpy() for end in ends]
+    chunks.append(streamer.decode(tokens, finalize=True).numpy())
+    return chunks
+
+
+@pytest.mark.model
+def test_flow_without_finalize_holds_back_the_lookahead(turbo_model: LoadedModel) -> None:
+    # Upstream 0.1.7 crashes here (h truncated, h_masks not).
+    streamer = _streamer(turbo_model, seed=0)
+    partial = streamer.decode(_random_tokens(20, 0), finalize=False)
+    # 17 tokens' frames, less the 8 frames held back for the vocoder crossfade.
+    assert partial.shape == ((20 - 3) * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME - 3840,)
+
+
+@pytest.mark.model
+def test_first_call_with_whole_prompt_is_upstream_flow(
+    turbo_model: LoadedModel, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given the same starting noise, our flow call computes exactly what upstream's does.
+    from chatterbox.models.s3gen.s3gen import S3Token2Mel
+
+    voice = builtin_voice(turbo_model)
+    assert voice is not None
+    _, ref = voice.for_request(0.5, turbo_model.device)
+    tokens = _random_tokens(30, 4)
+    prompt_frames = ref["prompt_feat"].shape[1]
+    noise = NoiseTape(9, turbo_model.device).frames(0, prompt_frames + 60)
+    # Upstream draws the prompt part of its starting noise with randn_like.
+    monkeypatch.setattr(torch, "randn_like", lambda x, **_: noise.clone())
+    upstream = S3Token2Mel.forward(
+        turbo_model.s3gen,
+        tokens,
+        ref_wav=None,
+        ref_sr=None,
+        ref_dict=dict(ref),
+        n_cfm_timesteps=2,
+        finalize=True,
+        noised_mels=noise[:, :, prompt_frames:],
+    )
+    monkeypatch.undo()
+    ours = flow_mel(
+        turbo_model.s3gen,
+        FlowPrompt(ref["prompt_token"], ref["prompt_feat"], noise[:, :, :prompt_frames]),
+        ref["embedding"],
+        tokens.unsqueeze(0),
+        noise[:, :, prompt_frames:],
+        finalize=True,
+        n_timesteps=2,
+        meanflow=True,
+    )
+    assert ours.shape == upstream.shape == (1, 80, 60)
+    assert torch.allclose(ours, upstream, atol=1e-5)
+
+
+@pytest.mark.model
+def test_streamed_audio_has_offline_length_and_no_seams(turbo_model: LoadedModel) -> None:
+    tokens = _random_tokens(75, 1)
+    streamer = _streamer(turbo_model, seed=3, reference=100, context=20)
+    chunks = _stream(streamer, tokens, [13, 33, 53])
+    streamed = np.concatenate(chunks)
+    offline = _streamer(turbo_model, seed=3).decode_offline(tokens).numpy()
+
+    assert streamed.size == offline.size == 75 * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME
+    assert streamer.flow_calls == 4
+    figures = seam_figures(streamed, offline, join_offsets([c.size for c in chunks]))
+    assert figures.join_energy_ratio > 0.7
+    assert figures.seam_lsd_db < 1.3 * figures.body_lsd_db
+
+
+@pytest.mark.model
+def test_chunk_cost_does_not_grow_with_the_stream(turbo_model: LoadedModel) -> None:
+    # Each call sees at most reference + context + hop + lookahead tokens.
+    seen: list[int] = []
+    streamer = _streamer(turbo_model, seed=4, reference=40, context=10)
+    original = streamer.s3gen.flow.encoder.forward
+
+    def spy(xs: torch.Tensor, *args: object, **kwargs: object) -> object:
+        seen.append(xs.shape[1])
+        return original(xs, *args, **kwargs)
+
+    streamer.s3gen.flow.encoder.forward = spy
+    try:
+        chunks = _stream(streamer, _random_tokens(90, 2), [23, 43, 63, 83])
+    finally:
+        del streamer.s3gen.flow.encoder.forward
+    assert sum(c.size for c in chunks) == 90 * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME
+    assert max(seen) <= 40 + 10 + 20 + 3 and len(seen) == 5
+
+
+@pytest.mark.model
+def test_decoding_after_the_final_chunk_is_an_error(turbo_model: LoadedModel) -> None:
+    streamer = _streamer(turbo_model, seed=0)
+    streamer.decode(_random_tokens(8, 0), finalize=True)
+    with pytest.raises(RuntimeError):
+        streamer.decode(_random_tokens(8, 0), finalize=True)

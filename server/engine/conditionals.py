@@ -148,12 +148,25 @@ class ConditionalsCache:
 
     def get(self, audio_bytes: bytes) -> VoiceConditionals:
         key = audio_key(audio_bytes)
+        cached = self.lookup(key)
+        if cached is not None:
+            return cached
+        return self.from_decoded(key, self.decode(audio_bytes))
+
+    def decode(self, audio_bytes: bytes) -> Audio:
+        """Decode and validate (no model work: safe on any thread)."""
+        return decode_audio(audio_bytes, self._max_prompt_seconds)
+
+    def lookup(self, key: str) -> VoiceConditionals | None:
         with self._lock:
             if key in self._entries:
                 self._entries.move_to_end(key)
                 return self._entries[key]
-        wav = decode_audio(audio_bytes, self._max_prompt_seconds)
-        voice = conditionals_from_audio(self._model, wav, key)
+        return None
+
+    def from_decoded(self, key: str, wav: Audio) -> VoiceConditionals:
+        """Compute (on the model's thread) and remember the voice of a decoded prompt."""
+        voice = self.lookup(key) or conditionals_from_audio(self._model, wav, key)
         with self._lock:
             self._entries[key] = voice
             while len(self._entries) > self._capacity:

@@ -11,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -69,6 +70,8 @@ class SynthesisRequest:
     max_new_tokens: int | None = None
     voice: VoiceConditionals | None = None  # None: the checkpoint's built-in voice
     first_chunk_tokens: int | None = None  # None: the engine's configured value
+    # perf_counter() when the request arrived, so latencies include queueing; None: now.
+    started_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -110,15 +113,54 @@ class Cancelled(Exception):
     """The consumer went away; the device has been released."""
 
 
+class VoiceSource(Protocol):
+    """Where voices from audio prompts come from (`ConditionalsCache`)."""
+
+    def lookup(self, key: str) -> VoiceConditionals | None: ...
+    def decode(self, audio_bytes: bytes) -> Audio: ...
+    def from_decoded(self, key: str, wav: Audio) -> VoiceConditionals: ...
+
+
+class SpeechEngine(Protocol):
+    """What the server needs of an engine; `StreamingEngine` is the real one."""
+
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def device_name(self) -> str: ...
+    @property
+    def voices(self) -> VoiceSource: ...
+
+    def stream(
+        self, request: SynthesisRequest, cancel: threading.Event | None = None
+    ) -> Iterator[AudioChunk]: ...
+
+    def synthesize(
+        self, request: SynthesisRequest, cancel: threading.Event | None = None
+    ) -> SynthesisResult: ...
+
+
 class StreamingEngine:
     def __init__(self, model: LoadedModel, config: EngineConfig | None = None):
         self.model = model
         self.config = config or EngineConfig()
-        self.voices = ConditionalsCache(
+        self._voices = ConditionalsCache(
             model, self.config.voice_cache_size, self.config.max_prompt_seconds
         )
         self._watermarker = new_watermarker() if self.config.watermark else None
         self._builtin = builtin_voice(model)
+
+    @property
+    def voices(self) -> ConditionalsCache:
+        return self._voices
+
+    @property
+    def model_name(self) -> str:
+        return self.model.variant.value
+
+    @property
+    def device_name(self) -> str:
+        return str(self.model.device)
 
     @property
     def n_timesteps(self) -> int:
@@ -129,7 +171,7 @@ class StreamingEngine:
     ) -> Iterator[AudioChunk]:
         """Audio chunks as T3 generates; the last one has `is_last`, the final metrics and the
         stream's summary. Raises `Cancelled` soon after `cancel` is set."""
-        clock = _Clock(time.perf_counter())
+        clock = _Clock(request.started_at or time.perf_counter())
         run = self._start(request)
         first_hop = request.first_chunk_tokens or self.config.first_chunk_tokens
         marker = StreamWatermarker(self._watermarker) if self._watermarker else None
@@ -162,7 +204,7 @@ class StreamingEngine:
         self, request: SynthesisRequest, cancel: threading.Event | None = None
     ) -> SynthesisResult:
         """Regular synthesis: all tokens first, then one decoding pass (upstream `generate`)."""
-        clock = _Clock(time.perf_counter())
+        clock = _Clock(request.started_at or time.perf_counter())
         run = self._start(request, streaming=False)
         for _ in run.token_batches(cancel):
             pass

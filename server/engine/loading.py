@@ -189,9 +189,7 @@ def load_model(
             pool.submit(load_weights, t3, layout.t3_file),
             # Upstream loads the original S3Gen non-strictly: the tokenizer's mel filters and
             # window are buffers computed at construction, absent from the file.
-            pool.submit(
-                load_weights, s3gen, layout.s3gen_file, variant is ModelVariant.TURBO
-            ),
+            pool.submit(load_weights, s3gen, layout.s3gen_file, variant is ModelVariant.TURBO),
         ]
         tokenizer_job = pool.submit(_load_text_tokenizer, variant, ckpt_dir, device)
         for job in jobs:

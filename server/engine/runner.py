@@ -16,14 +16,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
-from server.engine.conditionals import VoiceConditionals
+from server.engine.conditionals import VoiceConditionals, audio_key
 from server.engine.engine import (
     AudioChunk,
     Cancelled,
-    StreamingEngine,
+    SpeechEngine,
     SynthesisRequest,
     SynthesisResult,
 )
+from server.engine.types import Audio
 
 T = TypeVar("T")
 
@@ -36,8 +37,15 @@ class _Failed:
 _END = object()
 
 
+@dataclass(frozen=True)
+class PreparedPrompt:
+    key: str  # content hash
+    wav: Audio | None = None  # decoded samples, when the voice is still to be computed
+    voice: VoiceConditionals | None = None  # the voice, when it was already known
+
+
 class EngineRunner:
-    def __init__(self, engine: StreamingEngine):
+    def __init__(self, engine: SpeechEngine):
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self.busy = False  # True while a job holds the device
@@ -77,8 +85,25 @@ class EngineRunner:
         cancel = threading.Event()
         return await self._call(lambda: self.engine.synthesize(request, cancel), cancel)
 
+    async def prepare_prompt(self, audio: bytes) -> PreparedPrompt:
+        """Decode and validate an audio prompt off the model thread, so a bad one is reported
+        at once (`AudioPromptError`); nothing to do for a prompt seen before."""
+        key = audio_key(audio)
+        known = self.engine.voices.lookup(key)
+        if known is not None:
+            return PreparedPrompt(key, voice=known)
+        return PreparedPrompt(key, wav=await asyncio.to_thread(self.engine.voices.decode, audio))
+
+    async def voice_from_prompt(self, prompt: PreparedPrompt) -> VoiceConditionals:
+        """The prompt's voice, computed on the model thread unless cached."""
+        if prompt.voice is not None:
+            return prompt.voice
+        voices, wav = self.engine.voices, prompt.wav
+        assert wav is not None
+        return await self._call(lambda: voices.from_decoded(prompt.key, wav), None)
+
     async def voice_from_audio(self, audio: bytes) -> VoiceConditionals:
-        return await self._call(lambda: self.engine.voices.get(audio), None)
+        return await self.voice_from_prompt(await self.prepare_prompt(audio))
 
     async def run(self, work: Callable[[], T]) -> T:
         """Any other model work, in turn with the rest."""

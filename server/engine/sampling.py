@@ -18,3 +18,11 @@ class SamplingParams:
     repetition_penalty: float = 1.2
     cfg_weight: float = 0.5
     exaggeration: float = 0.5
+
+
+# Upstream's `generate` defaults differ by variant: Turbo samples with top_k/top_p (and ignores
+# exaggeration, cfg_weight and min_p), the original model with min_p and guidance.
+TURBO_DEFAULTS = SamplingParams(temperature=0.8, top_p=0.95, top_k=1000, repetition_penalty=1.2)
+ORIGINAL_DEFAULTS = SamplingParams(
+    temperature=0.8, top_p=1.0, top_k=0, min_p=0.05, repetition_penalty=1.2
+)

@@ -19,7 +19,7 @@ def _encoded(seconds: float, sample_rate: int = 16000, fmt: str = "WAV") -> byte
     return buf.getvalue()
 
 
-@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG"])
+@pytest.mark.parametrize("fmt", ["WAV", "FLAC", "OGG", "MP3"])
 def test_common_formats_decode_to_24k_mono(fmt: str) -> None:
     audio = decode_audio(_encoded(6.0, fmt=fmt))
     assert audio.dtype == np.float32 and audio.ndim == 1

@@ -1,0 +1,42 @@
+"""`python -m server`: one worker process serving one device."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import uvicorn
+
+from server.app import create_app
+from server.config import ServerConfig, parse_config
+from server.engine.engine import StreamingEngine
+from server.engine.loading import load_model
+
+
+def engine_factory(config: ServerConfig) -> StreamingEngine:
+    ckpt_dir = config.ckpt_dir
+    if config.random_weights and ckpt_dir is None:
+        from server.engine.__main__ import random_checkpoint
+
+        logging.getLogger("server").warning(
+            "serving RANDOM WEIGHTS: every voice is noise; for smoke tests only"
+        )
+        ckpt_dir = random_checkpoint(config.model)
+    model = load_model(config.model, ckpt_dir, config.device)
+    return StreamingEngine(model, config.engine_config())
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    app = create_app(config, lambda: engine_factory(config))
+    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,47 @@
+"""The worker's Starlette application: routes, error handlers and the model-loading lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from server.config import ServerConfig
+from server.engine.engine import SpeechEngine
+from server.errors import EXCEPTION_HANDLERS
+from server.routes import openai_speech, ops, speech, voices
+from server.worker import Worker
+
+
+def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine]) -> Starlette:
+    worker = Worker(config, engine_factory)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # Serve /health at once ("loading") and load the model in the background.
+        loading = asyncio.create_task(worker.load())
+        try:
+            yield
+        finally:
+            loading.cancel()
+            worker.close()
+
+    app = Starlette(
+        routes=[
+            Route("/synthesize-stream", speech.synthesize_stream, methods=["POST"]),
+            Route("/synthesize", speech.synthesize, methods=["POST"]),
+            Route("/v1/audio/speech", openai_speech.speech, methods=["POST"]),
+            Route("/voices", voices.create_voice, methods=["POST"]),
+            Route("/voices", voices.list_voices, methods=["GET"]),
+            Route("/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),
+            Route("/health", ops.health, methods=["GET"]),
+            Route("/metrics", ops.metrics, methods=["GET"]),
+        ],
+        exception_handlers=EXCEPTION_HANDLERS,
+        lifespan=lifespan,
+    )
+    app.state.worker = worker
+    return app

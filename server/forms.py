@@ -1,0 +1,152 @@
+"""Reading and validating synthesis requests: every field checked before any work starts.
+
+A bad value raises `FieldError`, which the routes turn into HTTP 422 with a JSON body naming
+the field and what it accepts.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from server.engine.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
+from server.engine.loading import ModelVariant
+from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+
+MAX_SEED = 2**31 - 1
+MAX_NEW_TOKENS_LIMIT = 4000  # 160 s of speech
+
+
+class FieldError(ValueError):
+    def __init__(self, field_name: str, message: str, allowed: str | None = None):
+        super().__init__(message)
+        self.field = field_name
+        self.allowed = allowed
+
+    def body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {"error": str(self), "field": self.field}
+        if self.allowed is not None:
+            body["allowed"] = self.allowed
+        return body
+
+
+@dataclass(frozen=True)
+class NumberField:
+    name: str
+    low: float
+    high: float
+    integer: bool = False
+    low_inclusive: bool = True
+
+    @property
+    def allowed(self) -> str:
+        opening = "[" if self.low_inclusive else "("
+        kind = "integer" if self.integer else "number"
+        return f"{kind} in {opening}{self.low:g}, {self.high:g}]"
+
+    def parse(self, raw: object) -> float | int:
+        text = str(raw).strip()
+        try:
+            value: float | int = int(text) if self.integer else float(text)
+        except ValueError:
+            message = f"{self.name} must be a {self.allowed}"
+            raise FieldError(self.name, message, self.allowed) from None
+        too_low = value < self.low if self.low_inclusive else value <= self.low
+        if not math.isfinite(value) or too_low or value > self.high:
+            raise FieldError(
+                self.name, f"{self.name} is {text}; it must be a {self.allowed}", self.allowed
+            )
+        return value
+
+
+FIELDS: dict[str, NumberField] = {
+    f.name: f
+    for f in (
+        NumberField("exaggeration", 0.0, 2.0),
+        NumberField("temperature", 0.0, 5.0, low_inclusive=False),
+        NumberField("cfg_weight", 0.0, 1.0),
+        NumberField("top_p", 0.0, 1.0, low_inclusive=False),
+        NumberField("min_p", 0.0, 1.0),
+        NumberField("top_k", 0, 10000, integer=True),
+        NumberField("repetition_penalty", 1.0, 3.0),
+        NumberField("chunk_size", MIN_CHUNK_SIZE, MAX_CHUNK_SIZE, integer=True),
+        NumberField("seed", 0, MAX_SEED, integer=True),
+        NumberField("max_new_tokens", 1, MAX_NEW_TOKENS_LIMIT, integer=True),
+    )
+}
+SAMPLING_FIELDS = (
+    "exaggeration",
+    "temperature",
+    "cfg_weight",
+    "top_p",
+    "min_p",
+    "top_k",
+    "repetition_penalty",
+)
+
+
+@dataclass(frozen=True)
+class SpeechFields:
+    """A validated synthesis request, before its voice is resolved."""
+
+    text: str
+    params: SamplingParams
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    seed: int | None = None
+    max_new_tokens: int | None = None
+    voice: str | None = None
+    audio_prompt: bytes | None = field(default=None, repr=False)
+
+
+def default_params(variant: ModelVariant) -> SamplingParams:
+    return TURBO_DEFAULTS if variant is ModelVariant.TURBO else ORIGINAL_DEFAULTS
+
+
+def validate_text(raw: object, max_chars: int, name: str = "text") -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise FieldError(name, f"{name} is required and must not be empty")
+    if len(raw) > max_chars:
+        raise FieldError(
+            name,
+            f"{name} has {len(raw)} characters; at most {max_chars} are allowed",
+            f"1-{max_chars} characters",
+        )
+    return raw
+
+
+def parse_speech_fields(
+    values: Mapping[str, object],
+    *,
+    variant: ModelVariant,
+    max_text_chars: int,
+    audio_prompt: bytes | None = None,
+) -> SpeechFields:
+    """Validate form values (strings) into `SpeechFields`; empty values mean "default"."""
+    text = validate_text(values.get("text"), max_text_chars)
+    given: dict[str, float | int] = {}
+    for name, spec in FIELDS.items():
+        raw = values.get(name)
+        if raw is None or (isinstance(raw, str) and not raw.strip()):
+            continue
+        given[name] = spec.parse(raw)
+    sampling: dict[str, Any] = {k: v for k, v in given.items() if k in SAMPLING_FIELDS}
+    params = replace(default_params(variant), **sampling)
+    voice = values.get("voice")
+    voice_id = voice.strip() if isinstance(voice, str) and voice.strip() else None
+    if voice_id is not None and audio_prompt is not None:
+        raise FieldError("voice", "give either voice or audio_prompt, not both")
+    return SpeechFields(
+        text=text,
+        params=params,
+        chunk_size=int(given.get("chunk_size", DEFAULT_CHUNK_SIZE)),
+        seed=_optional_int(given.get("seed")),
+        max_new_tokens=_optional_int(given.get("max_new_tokens")),
+        voice=voice_id,
+        audio_prompt=audio_prompt,
+    )
+
+
+def _optional_int(value: float | int | None) -> int | None:
+    return None if value is None else int(value)

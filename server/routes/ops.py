@@ -1,0 +1,20 @@
+"""`GET /health` (the balancer's view of this worker) and `GET /metrics` (Prometheus)."""
+
+from __future__ import annotations
+
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.worker import Worker, WorkerStatus
+
+
+async def health(request: Request) -> Response:
+    worker: Worker = request.app.state.worker
+    status = 503 if worker.status is WorkerStatus.FAILED else 200
+    return JSONResponse(worker.health(), status_code=status)
+
+
+async def metrics(request: Request) -> Response:
+    worker: Worker = request.app.state.worker
+    return Response(worker.metrics.render(), media_type=CONTENT_TYPE_LATEST)

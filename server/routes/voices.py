@@ -1,0 +1,63 @@
+"""The voice library: `POST /voices`, `GET /voices`, `DELETE /voices/{voice_id}`."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict
+
+from starlette.datastructures import UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.errors import BadRequest, PayloadTooLarge
+from server.form_input import FORM_OVERHEAD_BYTES, check_body_size
+from server.forms import FieldError
+from server.voices import MAX_NAME_CHARS, VoiceNotFoundError
+from server.worker import Worker
+
+AUDIO_FIELDS = ("audio", "file", "audio_prompt")
+
+
+async def create_voice(request: Request) -> Response:
+    worker: Worker = request.app.state.worker
+    runner = worker.ready_runner()
+    limit = worker.config.max_upload_bytes
+    check_body_size(request, limit + FORM_OVERHEAD_BYTES)
+    try:
+        async with request.form(max_files=1, max_fields=8) as form:
+            name = form.get("name")
+            upload = next(
+                (form[f] for f in AUDIO_FIELDS if isinstance(form.get(f), UploadFile)), None
+            )
+            if not isinstance(upload, UploadFile):
+                raise FieldError("audio", "upload the voice's audio as a file field 'audio'")
+            audio = await upload.read(limit + 1)
+    except (FieldError, PayloadTooLarge):
+        raise
+    except Exception as exc:
+        raise BadRequest(f"could not read the form: {exc}") from None
+    if len(audio) > limit:
+        raise PayloadTooLarge("audio", limit)
+    if not isinstance(name, str) or not name.strip():
+        raise FieldError("name", "name is required")
+    if len(name) > MAX_NAME_CHARS:
+        raise FieldError("name", f"name is longer than {MAX_NAME_CHARS} characters")
+    voice = await runner.voice_from_audio(audio)  # AudioPromptError -> 422
+    info = await asyncio.to_thread(worker.voices.save, name.strip(), voice)
+    return JSONResponse(asdict(info), status_code=201)
+
+
+async def list_voices(request: Request) -> Response:
+    worker: Worker = request.app.state.worker
+    voices = await asyncio.to_thread(worker.voices.list)
+    return JSONResponse({"voices": [asdict(v) for v in voices]})
+
+
+async def delete_voice(request: Request) -> Response:
+    worker: Worker = request.app.state.worker
+    voice_id = request.path_params["voice_id"]
+    try:
+        await asyncio.to_thread(worker.voices.delete, voice_id)
+    except VoiceNotFoundError:
+        return JSONResponse({"error": f"no voice {voice_id!r}"}, status_code=404)
+    return Response(status_code=204)

@@ -1,0 +1,66 @@
+"""Fixtures: a real uvicorn worker serving the fake engine (or the real one, in e2e tests)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile
+
+from server.app import create_app
+from server.config import ServerConfig
+from server.engine.engine import SpeechEngine
+from tests.fakes import FakeEngine
+from tests.live_server import LiveServer
+
+
+@pytest.fixture
+def base_config(tmp_path: Path) -> ServerConfig:
+    return ServerConfig(voices_dir=tmp_path / "voices", max_streams=1, max_queue=4)
+
+
+@contextmanager
+def serving(config: ServerConfig, engine: SpeechEngine) -> Iterator[LiveServer]:
+    with LiveServer(create_app(config, lambda: engine)) as server:
+        yield server
+
+
+@pytest.fixture
+def fake() -> FakeEngine:
+    return FakeEngine()
+
+
+@pytest.fixture
+def server(base_config: ServerConfig, fake: FakeEngine) -> Iterator[LiveServer]:
+    with serving(base_config, fake) as live:
+        wait_ready(live.url)
+        yield live
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    import time
+
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if httpx.get(f"{url}/health").json()["status"] == "ready":
+            return
+        time.sleep(0.02)
+    raise TimeoutError("worker never became ready")
+
+
+def wav_bytes(seconds: float, sample_rate: int = 24000) -> bytes:
+    t = np.arange(int(seconds * sample_rate)) / sample_rate
+    wav = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
+    buffer = io.BytesIO()
+    soundfile.write(buffer, wav, sample_rate, format="WAV")
+    return buffer.getvalue()
+
+
+__all__ = ["replace", "serving", "wait_ready", "wav_bytes"]

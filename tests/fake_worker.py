@@ -1,0 +1,56 @@
+"""A real worker process (the real HTTP app) over the fake engine, for balancer and browser tests.
+
+python -m tests.fake_worker --port 7001 [--chunks 5] [--delay 0.1] [--fail-after N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import uvicorn
+
+from server.app import create_app
+from server.config import ServerConfig
+from tests.fakes import FakeEngine
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--chunks", type=int, default=5)
+    parser.add_argument("--delay", type=float, default=0.1, help="seconds per chunk")
+    parser.add_argument("--chunk-seconds", type=float, default=0.2, help="audio per chunk")
+    parser.add_argument("--fail-after", type=int, help="fail every stream after N chunks")
+    parser.add_argument("--load-delay", type=float, default=0.0, help="seconds 'loading'")
+    parser.add_argument("--max-streams", type=int, default=4)
+    parser.add_argument("--max-queue", type=int, default=16)
+    parser.add_argument("--voices-dir", type=Path)
+    args = parser.parse_args(argv)
+    engine = FakeEngine(
+        chunk_seconds=args.chunk_seconds,
+        delay=args.delay,
+        chunks=args.chunks,
+        fail_after=args.fail_after,
+    )
+
+    def factory() -> FakeEngine:
+        time.sleep(args.load_delay)
+        return engine
+
+    config = ServerConfig(
+        host=args.host,
+        port=args.port,
+        voices_dir=args.voices_dir or Path(tempfile.mkdtemp(prefix="fake-voices-")),
+        max_streams=args.max_streams,
+        max_queue=args.max_queue,
+    )
+    uvicorn.run(create_app(config, factory), host=args.host, port=args.port, log_level="warning")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

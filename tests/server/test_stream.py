@@ -163,7 +163,8 @@ def test_full_server_answers_503_with_retry_after(
         with httpx.stream(
             "POST", f"{live.url}/synthesize-stream", data={"text": "Long one."}
         ) as busy:
-            next(iter_events(busy))
+            events = iter_events(busy)  # kept alive: dropping it would close the stream
+            next(events)
             refused = httpx.post(f"{live.url}/synthesize-stream", data={"text": "Me too."})
             assert refused.status_code == 503 and refused.headers["retry-after"] == "2"
             assert "busy" in refused.json()["error"]
@@ -174,12 +175,13 @@ def test_queued_request_waits_then_streams(base_config: ServerConfig, fake: Fake
     with serving(replace(base_config, max_streams=1, max_queue=1), fake) as live:
         wait_ready(live.url)
         with httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": "One."}) as a:
-            next(iter_events(a))
+            first = iter_events(a)
+            next(first)
             with httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": "Two."}) as b:
                 assert b.status_code == 200
                 health = httpx.get(f"{live.url}/health").json()
                 assert health["active_streams"] == 1 and health["queued"] == 1
-                list(iter_events(a))
+                assert list(first)[-1].event == "done"
                 events = list(iter_events(b))
     assert events[-1].event == "done"
 

@@ -1,0 +1,95 @@
+"""`POST /v1/audio/speech`, as OpenAI clients call it."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+
+import httpx
+import pytest
+import soundfile
+
+from tests.live_server import LiveServer
+from tests.sse import iter_events
+
+CHUNK_BYTES = 2 * int(0.2 * 24000)
+
+
+def _speech(server: LiveServer, **body: object) -> httpx.Response:
+    return httpx.post(f"{server.url}/v1/audio/speech", json={"model": "tts-1", **body})
+
+
+@pytest.mark.parametrize("fmt", ["wav", "flac", "mp3", "opus"])
+def test_file_formats_decode(server: LiveServer, fmt: str) -> None:
+    response = _speech(server, input="Hello.", voice="alloy", response_format=fmt)
+    assert response.status_code == 200
+    audio, rate = soundfile.read(io.BytesIO(response.content))
+    assert rate in (24000, 48000) and audio.shape[0] > 0
+
+
+def test_pcm_streams_raw_samples(server: LiveServer) -> None:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/audio/speech",
+        json={"input": "Hello.", "voice": "nova", "response_format": "pcm"},
+    ) as response:
+        assert response.headers["content-type"] == "audio/pcm"
+        body = b"".join(response.iter_bytes())
+    assert len(body) == 5 * CHUNK_BYTES
+
+
+def test_streamed_wav_has_an_open_ended_header(server: LiveServer) -> None:
+    response = _speech(
+        server, input="Hello.", voice="echo", response_format="wav", stream_format="audio"
+    )
+    assert response.content[:4] == b"RIFF" and response.content[8:12] == b"WAVE"
+
+
+def test_sse_format_sends_deltas_and_done(server: LiveServer) -> None:
+    with httpx.stream(
+        "POST",
+        f"{server.url}/v1/audio/speech",
+        json={
+            "input": "Hello.",
+            "voice": "alloy",
+            "response_format": "pcm",
+            "stream_format": "sse",
+        },
+    ) as response:
+        events = [json.loads(e.data) for e in iter_events(response)]
+    deltas = [e for e in events if e["type"] == "speech.audio.delta"]
+    assert len(deltas) == 5
+    assert all(len(base64.b64decode(d["audio"])) == CHUNK_BYTES for d in deltas)
+    assert events[-1]["type"] == "speech.audio.done" and "usage" in events[-1]
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({"voice": "alloy"}, "input"),
+        ({"input": "x", "voice": "nobody-like-this"}, "voice"),
+        ({"input": "x", "response_format": "aac"}, "response_format"),
+        ({"input": "x", "response_format": "ogg"}, "response_format"),
+        ({"input": "x", "speed": 9}, "speed"),
+        ({"input": "x", "stream_format": "chunks"}, "stream_format"),
+        ({"input": "x" * 5000}, "input"),
+    ],
+)
+def test_errors_use_openai_error_shape(
+    server: LiveServer, body: dict[str, object], param: str
+) -> None:
+    response = _speech(server, **body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["param"] == param and error["type"] == "invalid_request_error"
+    assert error["message"]
+
+
+def test_invalid_json_is_a_400(server: LiveServer) -> None:
+    response = httpx.post(
+        f"{server.url}/v1/audio/speech",
+        content=b"{nope",
+        headers={"content-type": "application/json"},
+    )
+    assert response.status_code == 400 and "JSON" in response.json()["error"]["message"]

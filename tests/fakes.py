@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -82,7 +82,7 @@ class FakeEngine:
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         if not request.text.strip():
             raise ValueError("text is empty")
         with self.lock:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -133,7 +133,7 @@ class SpeechEngine(Protocol):
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
-    ) -> Iterator[AudioChunk]: ...
+    ) -> Generator[AudioChunk, None, None]: ...
 
     def synthesize(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
@@ -168,7 +168,7 @@ class StreamingEngine:
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
-    ) -> Iterator[AudioChunk]:
+    ) -> Generator[AudioChunk, None, None]:
         """Audio chunks as T3 generates; the last one has `is_last`, the final metrics and the
         stream's summary. Raises `Cancelled` soon after `cancel` is set."""
         clock = _Clock(request.started_at or time.perf_counter())

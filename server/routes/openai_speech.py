@@ -158,14 +158,28 @@ async def speech(request: Request) -> Response:
     finally:
         ticket.release()
     worker.metrics.requests.labels("v1/audio/speech", "ok").inc()
-    return Response(encode_file(result.audio, fmt), media_type=FILE_FORMATS[fmt][2])
+    logger.info(
+        "v1/audio/speech ok format=%s total=%.2fs audio=%.2fs rtf=%.2f",
+        fmt,
+        result.metrics.total_latency,
+        result.metrics.total_audio_duration,
+        result.metrics.rtf,
+    )
+    body = await asyncio.to_thread(encode_file, result.audio, fmt)
+    return Response(body, media_type=FILE_FORMATS[fmt][2])
 
 
 async def _voice(worker: Worker, name: str) -> VoiceConditionals | None:
+    """A saved voice by id, else by name (so a voice saved as "alloy" answers to "alloy"),
+    else an OpenAI name means the built-in voice."""
+    library = worker.voices
     try:
-        return await asyncio.to_thread(worker.voices.load, name)
+        return await asyncio.to_thread(library.load, name)
     except VoiceNotFoundError:
         pass
+    named = [v for v in await asyncio.to_thread(library.list) if v.name.lower() == name.lower()]
+    if named:
+        return await asyncio.to_thread(library.load, named[-1].id)  # the newest of that name
     if name in OPENAI_VOICES or name in BUILTIN_VOICE_NAMES:
         return None
     raise OpenAIError(

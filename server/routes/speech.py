@@ -182,4 +182,5 @@ async def synthesize(request: Request) -> Response:
         waited,
         len(summary.speech_tokens),
     )
-    return Response(encode_file(result.audio, "wav"), media_type="audio/wav", headers=headers)
+    body = await asyncio.to_thread(encode_file, result.audio, "wav")
+    return Response(body, media_type="audio/wav", headers=headers)

@@ -10,7 +10,9 @@ import httpx
 import pytest
 import soundfile
 
+from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
+from tests.server.conftest import wav_bytes
 from tests.sse import iter_events
 
 CHUNK_BYTES = 2 * int(0.2 * 24000)
@@ -93,3 +95,18 @@ def test_invalid_json_is_a_400(server: LiveServer) -> None:
         headers={"content-type": "application/json"},
     )
     assert response.status_code == 400 and "JSON" in response.json()["error"]["message"]
+
+
+def test_openai_voice_names_map_to_saved_voices_of_that_name(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    created = httpx.post(
+        f"{server.url}/voices",
+        data={"name": "Nova"},
+        files={"audio": ("v.wav", wav_bytes(6.0), "audio/wav")},
+    ).json()
+    assert _speech(server, input="Hi.", voice="nova", response_format="wav").status_code == 200
+    mapped = fake.requests[-1].voice
+    assert mapped is not None and mapped.key == created["prompt_sha256"]
+    assert _speech(server, input="Hi.", voice="alloy", response_format="wav").status_code == 200
+    assert fake.requests[-1].voice is None  # unmapped names: the built-in voice

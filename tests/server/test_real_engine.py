@@ -101,3 +101,12 @@ def test_disconnect_frees_the_real_engine(real_server: LiveServer) -> None:
     )
     assert regular.status_code == 200
     assert time.monotonic() - started < 25
+
+
+def test_metrics_count_real_requests(real_server: LiveServer) -> None:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{real_server.url}/metrics").text
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    assert sum(s.value for s in families["tts_generated_audio_seconds"].samples) > 0
+    assert any(s.value > 0 for s in families["tts_requests"].samples)

@@ -1,20 +1,46 @@
 """A real worker process (the real HTTP app) over the fake engine, for balancer and browser tests.
 
 python -m tests.fake_worker --port 7001 [--chunks 5] [--delay 0.1] [--fail-after N]
+    [--die-after N]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import uvicorn
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.app import create_app
 from server.config import ServerConfig
 from tests.fakes import FakeEngine
+
+
+def dying_after(app: ASGIApp, chunks: int) -> ASGIApp:
+    """Kill the whole process, as a crash would, once `chunks` audio chunks have been sent
+    (0: right after a stream's response headers), for balancer failover tests."""
+    sent = 0
+
+    async def wrapped(scope: Scope, receive: Receive, send: Send) -> None:
+        async def watched(message: Message) -> None:
+            nonlocal sent
+            await send(message)
+            if scope.get("path") != "/synthesize-stream":
+                return
+            if message["type"] == "http.response.start" and chunks == 0:
+                os._exit(1)
+            if message["type"] == "http.response.body" and b"audio_chunk" in message["body"]:
+                sent += 1
+                if sent >= chunks:
+                    os._exit(1)
+
+        await app(scope, receive, watched)
+
+    return wrapped
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,6 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-streams", type=int, default=4)
     parser.add_argument("--max-queue", type=int, default=16)
     parser.add_argument("--voices-dir", type=Path)
+    parser.add_argument(
+        "--die-after", type=int, help="exit abruptly after sending N audio chunks (0: headers)"
+    )
     args = parser.parse_args(argv)
     engine = FakeEngine(
         chunk_seconds=args.chunk_seconds,
@@ -48,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         max_streams=args.max_streams,
         max_queue=args.max_queue,
     )
-    uvicorn.run(create_app(config, factory), host=args.host, port=args.port, log_level="warning")
+    app: ASGIApp = create_app(config, factory)
+    if args.die_after is not None:
+        app = dying_after(app, args.die_after)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
     return 0
 
 

@@ -21,13 +21,18 @@ def split_into_segments(text: str, max_chars: int = DEFAULT_MAX_SEGMENT_CHARS) -
     pieces: list[str] = []
     for sentence in _SENTENCE_END.split(text):
         pieces.extend(_split_long(sentence.strip(), max_chars))
-    segments: list[str] = []
+    return _merge(pieces, max_chars)
+
+
+def _merge(pieces: list[str], max_chars: int) -> list[str]:
+    """Join consecutive pieces with spaces as long as the result stays within `max_chars`."""
+    merged: list[str] = []
     for piece in filter(None, pieces):
-        if segments and len(segments[-1]) + 1 + len(piece) <= max_chars:
-            segments[-1] = f"{segments[-1]} {piece}"
+        if merged and len(merged[-1]) + 1 + len(piece) <= max_chars:
+            merged[-1] = f"{merged[-1]} {piece}"
         else:
-            segments.append(piece)
-    return segments
+            merged.append(piece)
+    return merged
 
 
 def _split_long(sentence: str, max_chars: int) -> list[str]:
@@ -41,13 +46,7 @@ def _split_long(sentence: str, max_chars: int) -> list[str]:
             parts.append(clause[:cut].strip())
             clause = clause[cut:].strip()
         parts.append(clause)
-    merged: list[str] = []
-    for part in filter(None, parts):
-        if merged and len(merged[-1]) + 1 + len(part) <= max_chars:
-            merged[-1] = f"{merged[-1]} {part}"
-        else:
-            merged.append(part)
-    return merged
+    return _merge(parts, max_chars)
 
 
 def normalize_punctuation(text: str) -> str:

@@ -64,13 +64,19 @@ async def cancel_on_disconnect(request: Request, work: Awaitable[T]) -> T:
         watcher.cancel()
 
 
-async def synthesize_stream(request: Request) -> Response:
-    started = time.perf_counter()
+async def _admit(request: Request) -> tuple[Worker, SpeechFields, VoiceSelection, Ticket]:
+    """Everything that can refuse a request, before any response starts: readiness, the
+    form, the voice, then a place in line (last, so a refused request holds none)."""
     worker: Worker = request.app.state.worker
     worker.ready_runner()
     fields = await read_speech_form(request, worker.config)
     voice = await worker.voice_for(fields)
-    ticket = worker.admission.reserve()
+    return worker, fields, voice, worker.admission.reserve()
+
+
+async def synthesize_stream(request: Request) -> Response:
+    started = time.perf_counter()
+    worker, fields, voice, ticket = await _admit(request)
     return EventSourceResponse(
         _stream_events(worker, ticket, fields, voice, started), ping=PING_SECONDS
     )
@@ -145,11 +151,7 @@ def _record(
 
 async def synthesize(request: Request) -> Response:
     started = time.perf_counter()
-    worker: Worker = request.app.state.worker
-    worker.ready_runner()
-    fields = await read_speech_form(request, worker.config)
-    voice = await worker.voice_for(fields)
-    ticket = worker.admission.reserve()
+    worker, fields, voice, ticket = await _admit(request)
     outcome = "error"
     try:
         async with ticket.running() as waited:

@@ -121,6 +121,7 @@ def test_good_audio_prompt_streams_and_is_cached(server: LiveServer, fake: FakeE
             f"{server.url}/synthesize-stream",
             data={"text": "Hello."},
             files={"audio_prompt": ("p.wav", prompt, "audio/wav")},
+            timeout=60,  # the first decode in a process loads librosa's resampler
         ) as response:
             assert list(iter_events(response))[-1].event == "done"
     first, second = fake.requests[-2:]

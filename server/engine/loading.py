@@ -87,6 +87,11 @@ class LoadedModel:
     def meanflow(self) -> bool:
         return self.variant is ModelVariant.TURBO
 
+    @property
+    def flow_timesteps(self) -> int:
+        """Upstream's default: 2 meanflow steps (Turbo), 10 flow-matching steps (original)."""
+        return 2 if self.meanflow else 10
+
 
 def turbo_t3_config() -> Any:
     """The T3 hyper-parameters upstream `ChatterboxTurboTTS.from_local` uses."""

@@ -1,0 +1,89 @@
+"""What goes into and comes out of the engine: configuration, requests, chunks, metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from server.engine.conditionals import VoiceConditionals
+from server.engine.sampling import SamplingParams
+from server.engine.text import TOKEN_MARGIN, TOKENS_PER_CHAR
+from server.engine.types import Audio
+
+SAMPLE_RATE = 24000
+SPEECH_VOCAB_SIZE = 6561  # S3 tokens; T3's start/stop tokens lie above
+SILENCE_TOKEN = 4299  # upstream S3GEN_SIL
+TRAILING_SILENCE_TOKENS = 3  # upstream Turbo appends these before decoding
+MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 10, 200
+DEFAULT_CHUNK_SIZE = 50
+# Turbo stops after 1000 tokens (40 s) per call upstream; the original model likewise.
+MODEL_MAX_TOKENS_PER_SEGMENT = 1000
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    first_chunk_tokens: int = 10
+    watermark: bool = True
+    max_segment_chars: int = 300
+    # What the flow sees before a chunk's new tokens: the last `stream_reference_tokens` of the
+    # voice prompt (None: all of it, up to 10 s = 250 tokens) and the last
+    # `flow_context_tokens` tokens already streamed. This bounds a chunk's cost whatever the
+    # length of the stream; regular synthesis always uses the whole voice prompt (upstream).
+    stream_reference_tokens: int | None = 100
+    flow_context_tokens: int = 50
+    voice_cache_size: int = 64
+    max_prompt_seconds: float = 60.0
+    # Default per-segment token cap = chars * cap_tokens_per_char + cap_token_margin.
+    cap_tokens_per_char: float = TOKENS_PER_CHAR
+    cap_token_margin: int = TOKEN_MARGIN
+
+
+@dataclass(frozen=True)
+class SynthesisRequest:
+    text: str
+    params: SamplingParams = field(default_factory=SamplingParams)
+    chunk_size: int = DEFAULT_CHUNK_SIZE
+    seed: int | None = None
+    max_new_tokens: int | None = None
+    voice: VoiceConditionals | None = None  # None: the checkpoint's built-in voice
+    first_chunk_tokens: int | None = None  # None: the engine's configured value
+    # perf_counter() when the request arrived, so latencies include queueing; None: now.
+    started_at: float | None = None
+
+
+@dataclass(frozen=True)
+class StreamMetrics:
+    """The seeds' per-chunk metrics (seconds; rtf = generation time / audio time)."""
+
+    first_chunk_latency: float
+    total_latency: float
+    rtf: float
+    total_audio_duration: float
+    chunks_generated: int
+
+
+@dataclass(frozen=True)
+class StreamSummary:
+    speech_tokens: list[int]
+    token_cap_hit: bool
+    segments: int
+    seed: int
+
+
+@dataclass(frozen=True)
+class AudioChunk:
+    chunk_id: int  # 1, 2, 3, ... as in the seeds
+    audio: Audio  # float32, mono, SAMPLE_RATE
+    metrics: StreamMetrics
+    is_last: bool = False
+    summary: StreamSummary | None = None  # on the last chunk
+
+
+@dataclass
+class SynthesisResult:
+    audio: Audio
+    metrics: StreamMetrics
+    summary: StreamSummary
+
+
+class Cancelled(Exception):
+    """The consumer went away; the device has been released."""

@@ -1,0 +1,218 @@
+"""One request's generation, driven token by token from outside.
+
+T3 is run by whoever owns the device (the serial loop in `StreamingEngine`, or a batch of
+streams); this object decides everything else: the text segments and their token caps, which
+tokens S3Gen decodes, when a chunk is due, the chunk's audio, watermark and metrics.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from server.engine.conditionals import VoiceConditionals
+from server.engine.loading import LoadedModel, ModelVariant
+from server.engine.schema import (
+    MODEL_MAX_TOKENS_PER_SEGMENT,
+    SAMPLE_RATE,
+    SILENCE_TOKEN,
+    SPEECH_VOCAB_SIZE,
+    TRAILING_SILENCE_TOKENS,
+    AudioChunk,
+    EngineConfig,
+    StreamMetrics,
+    StreamSummary,
+    SynthesisRequest,
+    SynthesisResult,
+)
+from server.engine.text import default_token_cap, normalize_punctuation
+from server.engine.token2wav import NoiseTape, Token2WavStreamer
+from server.engine.types import Audio
+from server.engine.watermark import StreamWatermarker, mark_whole
+
+
+@dataclass(frozen=True)
+class SegmentPlan:
+    """What T3 needs for the next sentence group."""
+
+    text_tokens: torch.Tensor
+    t3_cond: Any  # a fresh T3Cond (T3 caches the prompt embedding on it)
+    cap: int  # at most this many tokens
+
+
+class StreamState:
+    def __init__(
+        self,
+        model: LoadedModel,
+        config: EngineConfig,
+        request: SynthesisRequest,
+        segments: list[str],
+        voice: VoiceConditionals,
+        *,
+        streaming: bool,
+        watermarker: Any | None,
+    ):
+        self.model = model
+        self.config = config
+        self.request = request
+        self.segments = segments
+        self.voice = voice
+        self.seed = request.seed if request.seed is not None else _random_seed()
+        self.generator = torch.Generator(device=model.device).manual_seed(self.seed)
+        self.tokens: list[int] = []  # what S3Gen decodes
+        self.raw_tokens: list[int] = []  # what T3 produced
+        self.cap_hit = False
+        self._segment = -1
+        self._segment_cap = 0
+        self._segment_tokens = 0
+        self._chunks = 0
+        self._watermarker = watermarker
+        self._marker = StreamWatermarker(watermarker) if watermarker and streaming else None
+        self._clock = _Clock(request.started_at or time.perf_counter())
+        _, ref = voice.for_request(request.params.exaggeration, model.device)
+        self.streamer = Token2WavStreamer(
+            model.s3gen,
+            ref,
+            # The flow's noise has its own generator so it does not depend on how many tokens
+            # were sampled; both derive from the request seed for reproducibility.
+            NoiseTape(self.seed + 1, model.device),
+            meanflow=model.meanflow,
+            n_timesteps=model.flow_timesteps,
+            reference_tokens=config.stream_reference_tokens if streaming else None,
+            context_tokens=config.flow_context_tokens,
+        )
+
+    # --- T3 side -------------------------------------------------------------------------
+
+    def next_segment(self) -> SegmentPlan | None:
+        """The next sentence group to generate, or None when the request is complete."""
+        if self._segment >= 0 and self._segment_tokens >= self._segment_cap:
+            self.cap_hit = True
+        budget = self.request.max_new_tokens
+        if budget is not None and len(self.raw_tokens) >= budget:
+            return None
+        self._segment += 1
+        if self._segment >= len(self.segments):
+            return None
+        segment = self.segments[self._segment]
+        if self._segment > 0:
+            # A short pause between sentence groups, as between upstream calls.
+            self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
+        cap = default_token_cap(
+            segment,
+            MODEL_MAX_TOKENS_PER_SEGMENT,
+            self.config.cap_tokens_per_char,
+            self.config.cap_token_margin,
+        )
+        if budget is not None:
+            cap = min(cap, budget - len(self.raw_tokens))
+        self._segment_cap, self._segment_tokens = cap, 0
+        t3_cond, _ = self.voice.for_request(self.request.params.exaggeration, self.model.device)
+        return SegmentPlan(self._text_tokens(segment), t3_cond, cap)
+
+    def accept(self, token: int) -> None:
+        self.raw_tokens.append(token)
+        self._segment_tokens += 1
+        if token < SPEECH_VOCAB_SIZE:
+            self.tokens.append(token)
+
+    # --- audio side ----------------------------------------------------------------------
+
+    def chunk_due(self) -> bool:
+        first = self.request.first_chunk_tokens or self.config.first_chunk_tokens
+        hop = first if self._chunks == 0 else self.request.chunk_size
+        return self.streamer.pending_tokens(len(self.tokens), finalize=False) >= hop
+
+    def buffered_seconds(self, now: float | None = None) -> float:
+        """Audio sent but not yet played (if playback started with the first chunk)."""
+        return self._clock.buffered(now or time.perf_counter())
+
+    def next_chunk(self) -> AudioChunk:
+        audio = _np(self.streamer.decode(self._token_tensor(), finalize=False))
+        if self._marker is not None:
+            audio = self._marker.mark(audio, _np(self.streamer.held_back))
+        self._chunks += 1
+        return AudioChunk(self._chunks, audio, self._clock.metrics(audio.size, self._chunks))
+
+    def last_chunk(self) -> AudioChunk:
+        self._finish_tokens()
+        audio = _np(self.streamer.decode(self._token_tensor(), finalize=True))
+        if self._marker is not None:
+            audio = self._marker.mark(audio, None)
+        self._chunks += 1
+        return AudioChunk(
+            self._chunks,
+            audio,
+            self._clock.metrics(audio.size, self._chunks),
+            is_last=True,
+            summary=self.summary(),
+        )
+
+    def whole(self) -> SynthesisResult:
+        """Regular synthesis: everything decoded at once."""
+        self._finish_tokens()
+        audio = _np(self.streamer.decode_offline(self._token_tensor()))
+        if self._watermarker is not None:
+            audio = mark_whole(self._watermarker, audio)
+        return SynthesisResult(audio, self._clock.metrics(audio.size, 1), self.summary())
+
+    def summary(self) -> StreamSummary:
+        return StreamSummary(list(self.raw_tokens), self.cap_hit, len(self.segments), self.seed)
+
+    def _finish_tokens(self) -> None:
+        if self._segment_tokens >= self._segment_cap > 0:
+            self.cap_hit = True
+        if self.model.variant is ModelVariant.TURBO:
+            self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
+
+    def _token_tensor(self) -> torch.Tensor:
+        return torch.tensor(self.tokens, dtype=torch.long, device=self.model.device)
+
+    def _text_tokens(self, segment: str) -> torch.Tensor:
+        tokens = self.model.text_to_tokens(normalize_punctuation(segment))
+        if self.model.variant is ModelVariant.ORIGINAL:
+            t3 = self.model.t3
+            tokens = torch.nn.functional.pad(tokens, (1, 0), value=t3.hp.start_text_token)
+            tokens = torch.nn.functional.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
+        return tokens
+
+
+class _Clock:
+    def __init__(self, started: float):
+        self.started = started
+        self.first_chunk: float | None = None
+        self.audio_samples = 0
+
+    def metrics(self, new_samples: int, chunks: int) -> StreamMetrics:
+        now = time.perf_counter() - self.started
+        if self.first_chunk is None:
+            self.first_chunk = now
+        self.audio_samples += new_samples
+        audio_seconds = self.audio_samples / SAMPLE_RATE
+        return StreamMetrics(
+            first_chunk_latency=round(self.first_chunk, 4),
+            total_latency=round(now, 4),
+            rtf=round(now / audio_seconds, 4) if audio_seconds > 0 else 0.0,
+            total_audio_duration=round(audio_seconds, 4),
+            chunks_generated=chunks,
+        )
+
+    def buffered(self, now: float) -> float:
+        if self.first_chunk is None:
+            return 0.0
+        played = now - self.started - self.first_chunk
+        return self.audio_samples / SAMPLE_RATE - max(0.0, played)
+
+
+def _np(audio: torch.Tensor | None) -> Audio:
+    if audio is None:
+        return np.zeros(0, dtype=np.float32)
+    return audio.detach().to("cpu", torch.float32).numpy()
+
+
+def _random_seed() -> int:
+    return int(torch.randint(0, 2**31 - 1, (1,)).item())

@@ -24,7 +24,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from server.admission import Overloaded, Ticket
 from server.audio import FILE_FORMATS, PCM_MEDIA_TYPE, encode_file, pcm16, streaming_wav_header
 from server.engine.conditionals import VoiceConditionals
-from server.engine.engine import SynthesisRequest
+from server.engine.engine import AudioChunk, SynthesisRequest
 from server.errors import RETRY_AFTER_BUSY_S, RETRY_AFTER_LOADING_S
 from server.forms import FieldError, default_params, validate_text
 from server.voices import VoiceNotFoundError
@@ -190,12 +190,13 @@ async def _voice(worker: Worker, name: str) -> VoiceConditionals | None:
 async def _audio_stream(
     worker: Worker, ticket: Ticket, request: SynthesisRequest, wav_header: bool
 ) -> AsyncIterator[bytes]:
-    outcome = "error"
+    outcome, last = "error", None
     try:
         async with ticket.running():
             if wav_header:
                 yield streaming_wav_header()
             async for chunk in worker.ready_runner().stream(request):
+                last = chunk
                 yield pcm16(chunk.audio)
         outcome = "ok"
     except asyncio.CancelledError:
@@ -203,16 +204,17 @@ async def _audio_stream(
         raise
     finally:
         ticket.release()
-        worker.metrics.requests.labels("v1/audio/speech", outcome).inc()
+        _log(worker, "audio", outcome, last)
 
 
 async def _sse(
     worker: Worker, ticket: Ticket, request: SynthesisRequest, fmt: str
 ) -> AsyncIterator[ServerSentEvent]:
-    outcome, samples = "error", 0
+    outcome, samples, last = "error", 0, None
     try:
         async with ticket.running():
             async for chunk in worker.ready_runner().stream(request):
+                last = chunk
                 samples += chunk.audio.size
                 # Compressed formats cannot be cut at arbitrary points: each delta is raw PCM
                 # unless a complete file per chunk was asked for (wav).
@@ -234,4 +236,23 @@ async def _sse(
         yield ServerSentEvent(json.dumps({"type": "error", "error": {"message": str(exc)}}))
     finally:
         ticket.release()
-        worker.metrics.requests.labels("v1/audio/speech", outcome).inc()
+        _log(worker, "sse", outcome, last)
+
+
+def _log(worker: Worker, mode: str, outcome: str, last: AudioChunk | None) -> None:
+    worker.metrics.requests.labels("v1/audio/speech", outcome).inc()
+    if last is None:
+        logger.info("v1/audio/speech %s %s (no audio)", mode, outcome)
+        return
+    m = last.metrics
+    worker.metrics.audio_seconds.inc(m.total_audio_duration)
+    logger.info(
+        "v1/audio/speech %s %s chunks=%d first=%.2fs total=%.2fs audio=%.2fs rtf=%.2f",
+        mode,
+        outcome,
+        last.chunk_id,
+        m.first_chunk_latency,
+        m.total_latency,
+        m.total_audio_duration,
+        m.rtf,
+    )

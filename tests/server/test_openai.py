@@ -104,6 +104,7 @@ def test_openai_voice_names_map_to_saved_voices_of_that_name(
         f"{server.url}/voices",
         data={"name": "Nova"},
         files={"audio": ("v.wav", wav_bytes(6.0), "audio/wav")},
+        timeout=60,  # the first decode in a process imports librosa
     ).json()
     assert _speech(server, input="Hi.", voice="nova", response_format="wav").status_code == 200
     mapped = fake.requests[-1].voice

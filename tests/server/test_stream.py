@@ -108,6 +108,7 @@ def test_bad_audio_prompts_are_422_before_the_stream(server: LiveServer) -> None
             f"{server.url}/synthesize-stream",
             data={"text": "Hello."},
             files={"audio_prompt": ("p.wav", audio, "audio/wav")},
+            timeout=60,
         )
         assert response.status_code == 422
         assert response.json()["field"] == "audio_prompt" and message in response.json()["error"]

@@ -13,7 +13,10 @@ from tests.sse import iter_events
 
 def _upload(url: str, name: str, audio: bytes) -> httpx.Response:
     return httpx.post(
-        f"{url}/voices", data={"name": name}, files={"audio": ("v.wav", audio, "audio/wav")}
+        f"{url}/voices",
+        data={"name": name},
+        files={"audio": ("v.wav", audio, "audio/wav")},
+        timeout=60,  # the first decode in a process imports librosa
     )
 
 

@@ -4,12 +4,7 @@
  * `synthesizeStream` posts a form to /synthesize-stream and parses the SSE reply from the fetch
  * body; `synthesize` is regular synthesis (one WAV); the voice calls manage saved voices.
  */
-import {
-  ChatterboxError,
-  asChatterboxError,
-  errorFromResponse,
-  isAbort,
-} from './errors';
+import { ChatterboxError, asChatterboxError, errorFromResponse, isAbort } from './errors';
 import { readSseStream, type SseEvent } from './sse';
 
 export interface StreamMetrics {
@@ -196,7 +191,9 @@ export function createChatterboxAPI(options: ApiOptions = {}) {
         });
         const type = response.headers.get('content-type') ?? '';
         if (!type.includes('text/event-stream') || !response.body) {
-          return fail(new ChatterboxError('server', 'The server did not answer with an audio stream.'));
+          return fail(
+            new ChatterboxError('server', 'The server did not answer with an audio stream.'),
+          );
         }
         await readSseStream(response.body, {
           onBytes: touch,
@@ -205,7 +202,10 @@ export function createChatterboxAPI(options: ApiOptions = {}) {
             if (event.event === 'audio_chunk') {
               const chunk = parseEventData(event);
               if (!isAudioChunk(chunk)) {
-                throw new ChatterboxError('stream', 'The server sent an audio chunk without audio.');
+                throw new ChatterboxError(
+                  'stream',
+                  'The server sent an audio chunk without audio.',
+                );
               }
               callbacks.onChunk?.(chunk);
               callbacks.onMetrics?.(chunk.metrics);

@@ -109,7 +109,11 @@ export async function errorFromResponse(response: Response): Promise<ChatterboxE
     return new ChatterboxError('not-found', sentence(detail || 'Not found'), extra);
   }
   if (status >= 400 && status < 500) {
-    return new ChatterboxError('invalid', sentence(detail || `The request was refused (HTTP ${status})`), extra);
+    return new ChatterboxError(
+      'invalid',
+      sentence(detail || `The request was refused (HTTP ${status})`),
+      extra,
+    );
   }
   const reason = detail ? `: ${detail}` : ` (HTTP ${status})`;
   return new ChatterboxError('server', `Something went wrong on the server${reason}.`, extra);

@@ -123,7 +123,9 @@ export function parseParam(p: ParamSpec, raw: string): ParsedParam {
   const article = p.integer ? 'an' : 'a';
   const problem = `${p.label} must be ${article} ${allowedText(p)}`;
   if (text === '') {
-    return p.defaultValue === undefined ? { ok: true, value: undefined } : { ok: false, error: problem };
+    return p.defaultValue === undefined
+      ? { ok: true, value: undefined }
+      : { ok: false, error: problem };
   }
   const value = Number(text);
   if (!Number.isFinite(value) || (p.integer && !Number.isInteger(value))) {

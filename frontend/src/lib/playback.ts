@@ -131,9 +131,12 @@ export class StreamingPlayback {
         // already stopped
       }
     }
-    setTimeout(() => {
-      this.master.disconnect();
-    }, (fade + 0.1) * 1000);
+    setTimeout(
+      () => {
+        this.master.disconnect();
+      },
+      (fade + 0.1) * 1000,
+    );
   }
 
   state(moreComing: boolean): PlaybackState {

@@ -53,7 +53,11 @@ function sseResponse(body: ReadableStream<Uint8Array>): Response {
   return new Response(body, { status: 200, headers: { 'content-type': 'text/event-stream' } });
 }
 
-function jsonResponse(status: number, body: unknown, headers: Record<string, string> = {}): Response {
+function jsonResponse(
+  status: number,
+  body: unknown,
+  headers: Record<string, string> = {},
+): Response {
   return new Response(JSON.stringify(body), {
     status,
     headers: { 'content-type': 'application/json', ...headers },
@@ -98,7 +102,9 @@ describe('chatterboxAPI.synthesizeStream', () => {
     expect(await handle.finished).toBe('complete');
     expect(seen.chunks.map((c) => c.chunk_id)).toEqual([1, 2]);
     expect(seen.metrics).toEqual([1, 2]);
-    expect(seen.done).toEqual([{ message: 'Streaming complete', total_chunks: 2, metrics: METRICS }]);
+    expect(seen.done).toEqual([
+      { message: 'Streaming complete', total_chunks: 2, metrics: METRICS },
+    ]);
     expect(seen.errors).toEqual([]);
     const [url, init] = fetch.mock.calls[0] as unknown as [string, RequestInit];
     expect(url).toBe('http://balancer/synthesize-stream');
@@ -122,8 +128,11 @@ describe('chatterboxAPI.synthesizeStream', () => {
       ),
     );
     const { seen, callbacks } = recorder();
-    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-      .finished;
+    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream(
+      { text: 'x' },
+      undefined,
+      callbacks,
+    ).finished;
     expect(outcome).toBe('error');
     expect(seen.errors[0]?.message).toBe('Temperature must be a number in (0, 5].');
     expect(seen.errors[0]?.field).toBe('temperature');
@@ -135,29 +144,46 @@ describe('chatterboxAPI.synthesizeStream', () => {
       Promise.resolve(jsonResponse(503, { error: 'server busy' }, { 'retry-after': '2' })),
     );
     const a = recorder();
-    await createChatterboxAPI({ fetch: busy }).synthesizeStream({ text: 'x' }, undefined, a.callbacks).finished;
+    await createChatterboxAPI({ fetch: busy }).synthesizeStream(
+      { text: 'x' },
+      undefined,
+      a.callbacks,
+    ).finished;
     expect(a.seen.errors[0]?.message).toBe('The server is busy, try again in 2 seconds.');
     expect(a.seen.errors[0]?.kind).toBe('busy');
 
     const loading = vi.fn(() =>
-      Promise.resolve(jsonResponse(503, { error: 'the model is still loading' }, { 'retry-after': '5' })),
+      Promise.resolve(
+        jsonResponse(503, { error: 'the model is still loading' }, { 'retry-after': '5' }),
+      ),
     );
     const b = recorder();
-    await createChatterboxAPI({ fetch: loading }).synthesizeStream({ text: 'x' }, undefined, b.callbacks)
-      .finished;
+    await createChatterboxAPI({ fetch: loading }).synthesizeStream(
+      { text: 'x' },
+      undefined,
+      b.callbacks,
+    ).finished;
     expect(b.seen.errors[0]?.kind).toBe('loading');
-    expect(b.seen.errors[0]?.message).toBe('The speech model is still loading, try again in 5 seconds.');
+    expect(b.seen.errors[0]?.message).toBe(
+      'The speech model is still loading, try again in 5 seconds.',
+    );
   });
 
   it('reports an error event mid-stream after the chunks before it', async () => {
-    const text = sseEvent('audio_chunk', chunk(1)) + sseEvent('error', { error: 'synthesis failed: boom' });
+    const text =
+      sseEvent('audio_chunk', chunk(1)) + sseEvent('error', { error: 'synthesis failed: boom' });
     const fetch = vi.fn(() => Promise.resolve(sseResponse(streamBody(text))));
     const { seen, callbacks } = recorder();
-    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-      .finished;
+    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream(
+      { text: 'x' },
+      undefined,
+      callbacks,
+    ).finished;
     expect(outcome).toBe('error');
     expect(seen.chunks).toHaveLength(1);
-    expect(seen.errors.map((e) => e.message)).toEqual(['Synthesis stopped partway: synthesis failed: boom.']);
+    expect(seen.errors.map((e) => e.message)).toEqual([
+      'Synthesis stopped partway: synthesis failed: boom.',
+    ]);
   });
 
   it('reports a stream that ends without done, or breaks', async () => {
@@ -167,7 +193,8 @@ describe('chatterboxAPI.synthesizeStream', () => {
       );
       const { seen, callbacks } = recorder();
       expect(
-        await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks).finished,
+        await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
+          .finished,
       ).toBe('error');
       expect(seen.errors).toHaveLength(1);
       expect(seen.errors[0]?.kind).toBe(failAtEnd ? 'network' : 'stream');
@@ -177,7 +204,8 @@ describe('chatterboxAPI.synthesizeStream', () => {
   it('reports an unreachable server', async () => {
     const fetch = vi.fn(() => Promise.reject(new TypeError('Failed to fetch')));
     const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks).finished;
+    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
+      .finished;
     expect(seen.errors[0]?.kind).toBe('network');
     expect(seen.errors[0]?.message).toMatch(/Could not reach the server/);
   });
@@ -233,9 +261,12 @@ describe('chatterboxAPI.synthesizeStream', () => {
   });
 
   it('refuses a reply that is not an event stream', async () => {
-    const fetch = vi.fn(() => Promise.resolve(new Response('<html>', { headers: { 'content-type': 'text/html' } })));
+    const fetch = vi.fn(() =>
+      Promise.resolve(new Response('<html>', { headers: { 'content-type': 'text/html' } })),
+    );
     const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks).finished;
+    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
+      .finished;
     expect(seen.errors[0]?.message).toBe('The server did not answer with an audio stream.');
   });
 
@@ -244,7 +275,8 @@ describe('chatterboxAPI.synthesizeStream', () => {
       Promise.resolve(sseResponse(streamBody('event: audio_chunk\ndata: {not json\n\n'))),
     );
     const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks).finished;
+    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
+      .finished;
     expect(seen.errors[0]?.kind).toBe('stream');
   });
 });
@@ -269,7 +301,15 @@ describe('chatterboxAPI regular and voice calls', () => {
   });
 
   it('synthesize throws a plain-words error', async () => {
-    const fetch = vi.fn(() => Promise.resolve(jsonResponse(413, { error: 'too big', field: 'audio_prompt', allowed: 'at most 10485760 bytes' })));
+    const fetch = vi.fn(() =>
+      Promise.resolve(
+        jsonResponse(413, {
+          error: 'too big',
+          field: 'audio_prompt',
+          allowed: 'at most 10485760 bytes',
+        }),
+      ),
+    );
     await expect(createChatterboxAPI({ fetch }).synthesize({ text: 'x' })).rejects.toMatchObject({
       kind: 'too-large',
       message: 'That audio file is too large (at most 10485760 bytes).',
@@ -302,8 +342,11 @@ describe('chatterboxAPI regular and voice calls', () => {
         }),
       ),
     );
-    await expect(createChatterboxAPI({ fetch }).createVoice('A', new Blob(['x']))).rejects.toMatchObject({
-      message: "That audio file can't be used: audio prompt is 1.0 s long; it must be longer than 5 s.",
+    await expect(
+      createChatterboxAPI({ fetch }).createVoice('A', new Blob(['x'])),
+    ).rejects.toMatchObject({
+      message:
+        "That audio file can't be used: audio prompt is 1.0 s long; it must be longer than 5 s.",
     });
   });
 });

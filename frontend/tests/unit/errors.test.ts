@@ -11,9 +11,13 @@ describe('errors', () => {
       'Top k must be an integer in [0, 10000].',
     );
     expect(fieldMessage('voice', "unknown voice 'bob'")).toBe("Unknown voice 'bob'.");
-    expect(fieldMessage('text', 'text has 5000 characters; at most 4096 are allowed', '1-4096 characters')).toBe(
-      'Text has 5000 characters; at most 4096 are allowed.',
-    );
+    expect(
+      fieldMessage(
+        'text',
+        'text has 5000 characters; at most 4096 are allowed',
+        '1-4096 characters',
+      ),
+    ).toBe('Text has 5000 characters; at most 4096 are allowed.');
   });
 
   it('says when the model failed to load', async () => {
@@ -31,7 +35,9 @@ describe('errors', () => {
   });
 
   it('maps 404 and 400 without a field', async () => {
-    expect((await errorFromResponse(json(404, { error: "no voice 'x'" }))).message).toBe("No voice 'x'.");
+    expect((await errorFromResponse(json(404, { error: "no voice 'x'" }))).message).toBe(
+      "No voice 'x'.",
+    );
     expect((await errorFromResponse(json(400, { error: 'could not read the form' }))).message).toBe(
       'Could not read the form.',
     );

@@ -12,8 +12,7 @@ import type {
 } from '../../src/lib/playback';
 
 export type ParamEvent =
-  | { type: 'set'; value: number; time: number }
-  | { type: 'ramp'; value: number; time: number };
+  { type: 'set'; value: number; time: number } | { type: 'ramp'; value: number; time: number };
 
 export class FakeParam implements AudioParamLike {
   events: ParamEvent[] = [];

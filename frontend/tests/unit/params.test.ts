@@ -1,5 +1,11 @@
 import { describe, expect, it } from 'vitest';
-import { ALL_PARAMS, allowedText, defaultParamValues, fieldLabel, parseParam } from '../../src/lib/params';
+import {
+  ALL_PARAMS,
+  allowedText,
+  defaultParamValues,
+  fieldLabel,
+  parseParam,
+} from '../../src/lib/params';
 
 function spec(name: string) {
   const found = ALL_PARAMS.find((p) => p.name === name);

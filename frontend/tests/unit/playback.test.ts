@@ -8,8 +8,9 @@ const RATE = 24000;
 function toneChunks(sizes: number[], amplitude = 0.3): Float32Array[] {
   let offset = 0;
   return sizes.map((n) => {
-    const chunk = Float32Array.from({ length: n }, (_, i) =>
-      amplitude * Math.sin((2 * Math.PI * 220 * (offset + i)) / RATE),
+    const chunk = Float32Array.from(
+      { length: n },
+      (_, i) => amplitude * Math.sin((2 * Math.PI * 220 * (offset + i)) / RATE),
     );
     offset += n;
     return chunk;
@@ -140,7 +141,7 @@ describe('StreamingPlayback with a Web Audio test double', () => {
     const starts = ctx.sources.map((s) => s.startedAt ?? 0);
     expect(starts[1]).toBeCloseTo((starts[0] ?? 0) + (frames[0] ?? 0) / 48000, 12);
     const out = ctx.render(0.5);
-    expect(maxStep(out)).toBeLessThanOrEqual(TONE_STEP / 2 * 1.05); // half the step at twice the rate
+    expect(maxStep(out)).toBeLessThanOrEqual((TONE_STEP / 2) * 1.05); // half the step at twice the rate
   });
 
   it('lets go of nodes that finished long ago', () => {

@@ -2,7 +2,9 @@ import { describe, expect, it } from 'vitest';
 import { StreamResampler } from '../../src/lib/resample';
 
 function sine(n: number, rate: number, offset = 0): Float32Array {
-  return Float32Array.from({ length: n }, (_, i) => Math.sin((2 * Math.PI * 220 * (i + offset)) / rate));
+  return Float32Array.from({ length: n }, (_, i) =>
+    Math.sin((2 * Math.PI * 220 * (i + offset)) / rate),
+  );
 }
 
 describe('StreamResampler', () => {
@@ -29,6 +31,8 @@ describe('StreamResampler', () => {
     }
     expect(parts.length).toBe(once.length);
     for (let i = 0; i < once.length; i++) expect(parts[i]).toBeCloseTo(once[i] ?? NaN, 6);
-    expect(Math.abs(once.length - Math.floor(((24000 - 1) * to) / from) - 1)).toBeLessThanOrEqual(1);
+    expect(Math.abs(once.length - Math.floor(((24000 - 1) * to) / from) - 1)).toBeLessThanOrEqual(
+      1,
+    );
   });
 });

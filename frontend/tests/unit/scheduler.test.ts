@@ -18,8 +18,11 @@ function expectNoGapsNoOverlaps(placements: readonly Placement[]): void {
     const prev = placements[i - 1];
     const cur = placements[i];
     if (!prev || !cur) throw new Error('missing placement');
-    expect(cur.startFrame, `chunk ${i} overlaps`).toBeGreaterThanOrEqual(prev.startFrame + prev.frames);
-    if (!cur.underrun) expect(cur.startFrame, `gap before chunk ${i}`).toBe(prev.startFrame + prev.frames);
+    expect(cur.startFrame, `chunk ${i} overlaps`).toBeGreaterThanOrEqual(
+      prev.startFrame + prev.frames,
+    );
+    if (!cur.underrun)
+      expect(cur.startFrame, `gap before chunk ${i}`).toBe(prev.startFrame + prev.frames);
   }
 }
 

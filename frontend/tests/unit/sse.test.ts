@@ -3,7 +3,10 @@ import { SseDecoder, readSseStream, type SseEvent } from '../../src/lib/sse';
 
 const encoder = new TextEncoder();
 
-function decodeInPieces(bytes: Uint8Array, cuts: number[]): { events: SseEvent[]; comments: string[] } {
+function decodeInPieces(
+  bytes: Uint8Array,
+  cuts: number[],
+): { events: SseEvent[]; comments: string[] } {
   const events: SseEvent[] = [];
   const comments: string[] = [];
   const decoder = new SseDecoder({

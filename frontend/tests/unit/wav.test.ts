@@ -24,7 +24,11 @@ describe('encodeWav', () => {
   });
 
   it('joins chunks in order, little-endian', () => {
-    const chunks = [Int16Array.from([1, -2]), Int16Array.from([]), Int16Array.from([32767, -32768, 7])];
+    const chunks = [
+      Int16Array.from([1, -2]),
+      Int16Array.from([]),
+      Int16Array.from([32767, -32768, 7]),
+    ];
     const buffer = encodeWav(chunks, 24000);
     expect(buffer.byteLength).toBe(WAV_HEADER_BYTES + 10);
     const data = new DataView(buffer, WAV_HEADER_BYTES);

@@ -1,0 +1,26 @@
+import { chatterboxAPI } from './lib/api';
+import { HealthBadge } from './components/HealthBadge';
+import { StreamingDemo } from './components/StreamingDemo';
+
+export function App() {
+  return (
+    <>
+      <header className="topbar">
+        <div>
+          <h1>Chatterbox streaming TTS</h1>
+          <p className="tagline">Hear speech while it is still being generated.</p>
+        </div>
+        <HealthBadge api={chatterboxAPI} />
+      </header>
+      <main id="main">
+        <StreamingDemo api={chatterboxAPI} />
+      </main>
+      <footer className="footer">
+        <p>
+          Chatterbox by Resemble AI · audio is watermarked · API:{' '}
+          <code>POST /synthesize-stream</code>
+        </p>
+      </footer>
+    </>
+  );
+}

@@ -1,0 +1,1 @@
+"""The load balancer: an async reverse proxy that pins each request to the least-loaded worker."""

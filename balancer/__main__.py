@@ -1,0 +1,57 @@
+"""`python -m balancer --workers URL[,URL...]`: the load balancer in front of the workers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import resource
+import sys
+
+import uvicorn
+
+from balancer.app import create_app
+from balancer.config import parse_config
+
+
+def raise_open_file_limit() -> None:
+    """Each stream holds two sockets (client and worker): 1024 descriptors, the usual soft
+    limit, caps a balancer near 500 streams, so take whatever the hard limit allows."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 16)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
+def main(argv: list[str] | None = None) -> int:
+    config = parse_config(argv)
+    logging.basicConfig(
+        level=config.log_level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    # httpx logs every request at INFO: one line per stream and health check is noise here.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    raise_open_file_limit()
+    logging.getLogger("balancer").info(
+        "balancing %d worker(s) with %s: %s",
+        len(config.workers),
+        config.policy,
+        ", ".join(config.workers),
+    )
+    uvicorn.run(
+        create_app(config),
+        host=config.host,
+        port=config.port,
+        log_level=config.log_level,
+        # Open streams get this long to finish on shutdown, then they are cut.
+        timeout_graceful_shutdown=int(config.shutdown_grace) or None,
+        # The workers' Date and Server headers are relayed; ours would duplicate them.
+        server_header=False,
+        date_header=False,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,94 @@
+"""The balancer's Starlette application: its own endpoints, then the frontend or the proxy."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from starlette.applications import Starlette
+from starlette.routing import Mount, Route
+
+from balancer.breaker import CircuitBreaker
+from balancer.config import BalancerConfig
+from balancer.counters import TotalCounters
+from balancer.health import HealthChecker
+from balancer.metrics import BalancerMetrics
+from balancer.policies import make_policy
+from balancer.pool import WorkerPool
+from balancer.proxy import Proxy
+from balancer.static import FrontendOrProxy
+from balancer.stats import StatsView
+from balancer.upstream import health_client, proxy_client
+from balancer.voices import VoiceBroadcast, is_voice_change
+
+
+@dataclass
+class Balancer:
+    """Everything one balancer app holds, reachable from tests as `app.state.balancer`."""
+
+    config: BalancerConfig
+    pool: WorkerPool
+    totals: TotalCounters
+    proxy: Proxy
+    checker: HealthChecker
+    stats: StatsView
+    metrics: BalancerMetrics
+
+
+def create_app(config: BalancerConfig) -> Starlette:
+    pool = WorkerPool(
+        config.workers,
+        make_policy(config.policy),
+        lambda: CircuitBreaker(config.breaker_failures, config.breaker_cooldown),
+    )
+    totals = TotalCounters()
+    client = proxy_client(config)
+    checks = health_client(config)
+    broadcast = None
+    if config.voice_broadcast:
+        broadcast = (is_voice_change, VoiceBroadcast(pool, client, totals, config.retry_after))
+    proxy = Proxy(
+        pool,
+        client,
+        totals,
+        max_attempts=config.max_attempts,
+        max_body_bytes=config.max_body_bytes,
+        retry_after=config.retry_after,
+        broadcast=broadcast,
+    )
+    stats = StatsView(pool, totals, config.policy)
+    balancer = Balancer(
+        config=config,
+        pool=pool,
+        totals=totals,
+        proxy=proxy,
+        checker=HealthChecker(pool, checks, config.health_interval),
+        stats=stats,
+        metrics=BalancerMetrics(pool, totals, time.time()),
+    )
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        # One round of checks before serving, so the first requests already know who is up.
+        await balancer.checker.check_all()
+        balancer.checker.start()
+        try:
+            yield
+        finally:
+            await balancer.checker.stop()
+            await client.aclose()
+            await checks.aclose()
+
+    app = Starlette(
+        routes=[
+            Route("/stats", stats.stats_endpoint, methods=["GET"]),
+            Route("/metrics", balancer.metrics.endpoint, methods=["GET"]),
+            Route("/health", stats.health_endpoint, methods=["GET"]),
+            Mount("/", app=FrontendOrProxy(config.static_dir, proxy)),
+        ],
+        lifespan=lifespan,
+    )
+    app.state.balancer = balancer
+    return app

@@ -1,0 +1,190 @@
+"""The balancer's one configuration object, from command-line flags and environment variables."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from balancer.policies import POLICIES
+
+DEFAULT_PORT = 6095
+DEFAULT_POLICY = "least-loaded"
+DEFAULT_HEALTH_INTERVAL_S = 2.0
+DEFAULT_HEALTH_TIMEOUT_S = 2.0
+DEFAULT_CONNECT_TIMEOUT_S = 3.0
+# The longest silence a healthy worker may keep: SSE streams ping every 5 s, but a plain
+# `/synthesize` sends nothing until the whole WAV is ready, which takes minutes on a CPU.
+DEFAULT_READ_TIMEOUT_S = 600.0
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_BREAKER_FAILURES = 3
+DEFAULT_BREAKER_COOLDOWN_S = 5.0
+# Workers accept 10 MiB audio prompts plus the form around them.
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+DEFAULT_RETRY_AFTER_S = 2
+DEFAULT_STATIC_DIR = Path("frontend/dist")
+DEFAULT_SHUTDOWN_GRACE_S = 5.0
+
+
+@dataclass(frozen=True)
+class BalancerConfig:
+    workers: tuple[str, ...]
+    host: str = "0.0.0.0"
+    port: int = DEFAULT_PORT
+    policy: str = DEFAULT_POLICY
+    health_interval: float = DEFAULT_HEALTH_INTERVAL_S
+    health_timeout: float = DEFAULT_HEALTH_TIMEOUT_S
+    connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
+    read_timeout: float | None = DEFAULT_READ_TIMEOUT_S
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    breaker_failures: int = DEFAULT_BREAKER_FAILURES
+    breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN_S
+    voice_broadcast: bool = False
+    static_dir: Path | None = DEFAULT_STATIC_DIR
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
+    retry_after: int = DEFAULT_RETRY_AFTER_S
+    shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S
+    log_level: str = "info"
+
+
+def worker_url(raw: str) -> str:
+    """A worker's base URL: scheme added when missing, no trailing slash, no path."""
+    text = raw.strip()
+    if "://" not in text:
+        text = f"http://{text}"
+    url = httpx.URL(text)
+    if url.scheme not in ("http", "https") or not url.host:
+        raise ValueError(f"not a worker URL: {raw!r}")
+    if url.path not in ("", "/") or url.query:
+        raise ValueError(f"a worker URL has no path or query: {raw!r}")
+    return str(url.copy_with(path="/")).rstrip("/")
+
+
+def parse_workers(text: str) -> tuple[str, ...]:
+    urls = tuple(worker_url(part) for part in text.split(",") if part.strip())
+    if not urls:
+        raise ValueError("give at least one worker URL")
+    if len(set(urls)) != len(urls):
+        raise ValueError("a worker URL is listed twice")
+    return urls
+
+
+def parse_config(
+    argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
+) -> BalancerConfig:
+    env = os.environ if env is None else env
+    d = BalancerConfig(workers=())
+
+    def default(name: str, value: object) -> str | None:
+        found = env.get(f"BALANCER_{name}")
+        return found if found is not None else (None if value is None else str(value))
+
+    p = argparse.ArgumentParser(
+        prog="python -m balancer",
+        description="Least-loaded SSE load balancer for Chatterbox streaming workers. "
+        "Every flag can also be set as BALANCER_<FLAG> (e.g. BALANCER_WORKERS).",
+    )
+    p.add_argument(
+        "--workers",
+        default=default("WORKERS", None),
+        help="comma-separated worker URLs, e.g. http://10.0.0.5:6093,http://10.0.0.6:6093",
+    )
+    p.add_argument("--host", default=default("HOST", d.host))
+    p.add_argument("--port", type=int, default=default("PORT", d.port))
+    p.add_argument("--policy", choices=sorted(POLICIES), default=default("POLICY", d.policy))
+    p.add_argument(
+        "--health-interval",
+        type=float,
+        default=default("HEALTH_INTERVAL", d.health_interval),
+        help="seconds between active /health checks of each worker",
+    )
+    p.add_argument(
+        "--health-timeout", type=float, default=default("HEALTH_TIMEOUT", d.health_timeout)
+    )
+    p.add_argument(
+        "--connect-timeout", type=float, default=default("CONNECT_TIMEOUT", d.connect_timeout)
+    )
+    p.add_argument(
+        "--read-timeout",
+        type=float,
+        default=default("READ_TIMEOUT", d.read_timeout),
+        help="longest silence allowed from a worker, in seconds (0: no limit)",
+    )
+    p.add_argument(
+        "--max-attempts",
+        type=int,
+        default=default("MAX_ATTEMPTS", d.max_attempts),
+        help="workers tried per request before giving up (failover before the first byte)",
+    )
+    p.add_argument(
+        "--breaker-failures",
+        type=int,
+        default=default("BREAKER_FAILURES", d.breaker_failures),
+        help="consecutive failures that take a worker out of rotation",
+    )
+    p.add_argument(
+        "--breaker-cooldown",
+        type=float,
+        default=default("BREAKER_COOLDOWN", d.breaker_cooldown),
+        help="seconds out of rotation before a health check may re-admit the worker",
+    )
+    p.add_argument(
+        "--voice-broadcast",
+        action=argparse.BooleanOptionalAction,
+        default=default("VOICE_BROADCAST", "0") not in ("0", "", "false"),
+        help="send voice uploads and deletions to every healthy worker (multi-host "
+        "deployments whose workers do not share a voices directory)",
+    )
+    p.add_argument(
+        "--static-dir",
+        default=default("STATIC_DIR", d.static_dir),
+        help="built frontend served at / when the directory exists ('' to disable)",
+    )
+    p.add_argument(
+        "--max-body-bytes", type=int, default=default("MAX_BODY_BYTES", d.max_body_bytes)
+    )
+    p.add_argument("--retry-after", type=int, default=default("RETRY_AFTER", d.retry_after))
+    p.add_argument(
+        "--shutdown-grace",
+        type=float,
+        default=default("SHUTDOWN_GRACE", d.shutdown_grace),
+        help="seconds open streams get to finish on shutdown",
+    )
+    p.add_argument("--log-level", default=default("LOG_LEVEL", d.log_level))
+    args = p.parse_args(argv)
+    if not args.workers:
+        p.error("--workers (or BALANCER_WORKERS) is required")
+    try:
+        workers = parse_workers(args.workers)
+    except ValueError as exc:
+        p.error(str(exc))
+    for name in ("max_attempts", "breaker_failures", "max_body_bytes"):
+        if int(getattr(args, name)) < 1:
+            p.error(f"--{name.replace('_', '-')} must be at least 1")
+    for name in ("health_interval", "health_timeout", "connect_timeout"):
+        if float(getattr(args, name)) <= 0:
+            p.error(f"--{name.replace('_', '-')} must be positive")
+    read_timeout = float(args.read_timeout)
+    return BalancerConfig(
+        workers=workers,
+        host=args.host,
+        port=int(args.port),
+        policy=args.policy,
+        health_interval=float(args.health_interval),
+        health_timeout=float(args.health_timeout),
+        connect_timeout=float(args.connect_timeout),
+        read_timeout=read_timeout if read_timeout > 0 else None,
+        max_attempts=int(args.max_attempts),
+        breaker_failures=int(args.breaker_failures),
+        breaker_cooldown=max(0.0, float(args.breaker_cooldown)),
+        voice_broadcast=bool(args.voice_broadcast),
+        static_dir=Path(args.static_dir) if args.static_dir else None,
+        max_body_bytes=int(args.max_body_bytes),
+        retry_after=max(0, int(args.retry_after)),
+        shutdown_grace=max(0.0, float(args.shutdown_grace)),
+        log_level=args.log_level,
+    )

@@ -1,0 +1,315 @@
+"""The reverse proxy: every request pinned to one worker for its whole life, relayed unbuffered.
+
+A request is routed when it arrives (after its body is read, so it can be replayed) and holds
+its worker's lease until its response ends, whichever way it ends. Until the first byte of a
+response reaches the client, a worker that fails, or answers 503 because it is full or still
+loading, is swapped for another (at most `max_attempts` workers). After that, a lost worker
+ends an event stream with an `error` event, and any other response by closing the connection,
+so a client is never left waiting on a dead stream. A client that goes away cancels the
+upstream request, which makes the worker stop generating.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from enum import Enum
+
+import httpx
+from starlette.types import Receive, Scope, Send
+
+from balancer.counters import TotalCounters
+from balancer.pool import Lease, Worker, WorkerPool
+from balancer.replies import send_json, send_reply, send_unavailable
+from balancer.request import (
+    BodyTooLarge,
+    ClientGone,
+    UpstreamRequest,
+    connection_tokens,
+    declared_length,
+    read_body,
+)
+from balancer.sse import EventAligner, has_data, is_event_stream, worker_lost_event
+
+logger = logging.getLogger("balancer")
+
+RESPONSE_HOP_HEADERS = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        # uvicorn adds its own
+        b"date",
+        b"server",
+    }
+)
+WORKER_HEADER = b"x-upstream-worker"  # which worker served the request (debugging, tests)
+BUSY = 503  # a worker's "full or still loading": worth trying another
+
+Handler = Callable[[UpstreamRequest, Send], Awaitable[None]]
+
+
+class Attempt(Enum):
+    RELAYED = "relayed"  # the client got this worker's response (complete or cut short)
+    FAILED = "failed"  # the worker failed before the first byte: try another
+    REJECTED = "rejected"  # the worker answered 503 before the first byte: try another
+
+
+class Rejection:
+    """A worker's 503, kept to pass through if no other worker takes the request."""
+
+    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes):
+        self.status, self.headers, self.body = status, headers, body
+
+
+class Proxy:
+    def __init__(
+        self,
+        pool: WorkerPool,
+        client: httpx.AsyncClient,
+        totals: TotalCounters,
+        *,
+        max_attempts: int,
+        max_body_bytes: int,
+        retry_after: int,
+        broadcast: tuple[Callable[[str, str], bool], Handler] | None = None,
+    ):
+        self.pool = pool
+        self.client = client
+        self.totals = totals
+        self.max_attempts = max_attempts
+        self.max_body_bytes = max_body_bytes
+        self.retry_after = retry_after
+        self.broadcast = broadcast
+        self._bases = {w.url: httpx.URL(w.url) for w in pool}
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        assert scope["type"] == "http"
+        self.totals.requests += 1
+        declared = declared_length(scope)
+        try:
+            if declared is not None and declared > self.max_body_bytes:
+                raise BodyTooLarge()
+            body = await read_body(receive, self.max_body_bytes)
+        except BodyTooLarge:
+            self.totals.too_large += 1
+            limit = self.max_body_bytes
+            await send_json(send, 413, {"error": f"the request body is over {limit} bytes"})
+            return
+        except ClientGone:
+            self.totals.client_disconnects += 1
+            return
+        request = UpstreamRequest.from_scope(scope, body)
+        handler: Handler = self.relay
+        if self.broadcast is not None and self.broadcast[0](request.method, request.path):
+            handler = self.broadcast[1]
+        if await until_disconnect(receive, handler(request, send)):
+            self.totals.client_disconnects += 1
+
+    async def relay(self, request: UpstreamRequest, send: Send) -> None:
+        tried: list[Worker] = []
+        rejection: Rejection | None = None
+        failure = ""
+        for _ in range(self.max_attempts):
+            lease = self.pool.route(exclude=tried)
+            if lease is None:
+                break
+            if tried:
+                tried[-1].counters.failovers += 1
+                self.totals.failovers += 1
+                logger.info("%s %s: failover to %s", request.method, request.path, lease.worker)
+            tried.append(lease.worker)
+            try:
+                outcome = await self._attempt(lease, request, send)
+            finally:
+                lease.release()
+            if outcome is Attempt.RELAYED:
+                return
+            if isinstance(outcome, Rejection):
+                rejection = outcome
+            else:
+                failure = lease.worker.last_error or "failed"
+        if rejection is not None:
+            # Every worker we could try is busy or loading: their own 503 says when to retry.
+            await send_reply(send, rejection.status, rejection.headers, rejection.body)
+            self.totals.rejected += 1
+            return
+        if tried:
+            message = f"every worker tried failed before answering (last: {failure})"
+        else:
+            message = "no healthy worker is available"
+        await send_unavailable(
+            send,
+            self.retry_after,
+            message,
+            workers={"ready": len(self.pool.available()), "total": len(self.pool)},
+        )
+        self.totals.no_worker += 1
+
+    async def _attempt(
+        self, lease: Lease, request: UpstreamRequest, send: Send
+    ) -> Attempt | Rejection:
+        worker = lease.worker
+        worker.counters.requests += 1
+        upstream = request.to(self.client, self._bases[worker.url])
+        try:
+            response = await self.client.send(upstream, stream=True)
+        except httpx.HTTPError as exc:
+            self._worker_failed(worker, exc)
+            return Attempt.FAILED
+        except asyncio.CancelledError:
+            worker.counters.client_disconnects += 1
+            raise
+        chunks = response.aiter_raw()
+        try:
+            if response.status_code == BUSY:
+                try:
+                    body = await response.aread()
+                except httpx.HTTPError as exc:
+                    self._worker_failed(worker, exc)
+                    return Attempt.FAILED
+                worker.counters.rejected += 1
+                return Rejection(response.status_code, self._headers(response, worker), body)
+            streaming_events = is_event_stream(response.headers.get("content-type"))
+            aligner = EventAligner() if streaming_events else None
+            try:
+                first = await first_block(chunks, aligner)
+            except httpx.HTTPError as exc:
+                self._worker_failed(worker, exc)
+                return Attempt.FAILED
+            # Committed: from here on the client has this worker's answer.
+            await self._relay_response(lease, request, response, chunks, aligner, first, send)
+            return Attempt.RELAYED
+        except asyncio.CancelledError:
+            worker.counters.client_disconnects += 1
+            raise
+        finally:
+            # Closes the upstream connection unless the body was read to the end: that is
+            # what tells the worker its client has gone.
+            await close_iterator(chunks)
+            await response.aclose()
+
+    async def _relay_response(
+        self,
+        lease: Lease,
+        request: UpstreamRequest,
+        response: httpx.Response,
+        chunks: AsyncIterator[bytes],
+        aligner: EventAligner | None,
+        first: bytes,
+        send: Send,
+    ) -> None:
+        worker = lease.worker
+        if response.status_code >= 500:
+            worker.counters.errors += 1
+        else:
+            worker.breaker.record_success()
+        seen_data = aligner is None or has_data(first)
+        if seen_data and first:
+            worker.counters.ttfc.observe(time.perf_counter() - lease.started)
+        start = {
+            "type": "http.response.start",
+            "status": response.status_code,
+            "headers": self._headers(response, worker),
+        }
+        await send(start)
+        if first:
+            await send({"type": "http.response.body", "body": first, "more_body": True})
+        try:
+            async for data in chunks:
+                block = aligner.feed(data) if aligner is not None else data
+                if not block:
+                    continue
+                if not seen_data and has_data(block):
+                    seen_data = True
+                    worker.counters.ttfc.observe(time.perf_counter() - lease.started)
+                await send({"type": "http.response.body", "body": block, "more_body": True})
+        except httpx.HTTPError as exc:
+            self._worker_failed(worker, exc)
+            worker.counters.lost += 1
+            logger.warning(
+                "%s %s: lost %s mid-stream: %s",
+                request.method,
+                request.path,
+                worker.url,
+                worker.last_error,
+            )
+            if aligner is not None:
+                reason = worker.last_error or "failed"
+                event = worker_lost_event(request.path, worker.url, reason)
+                await send({"type": "http.response.body", "body": event, "more_body": False})
+            # Otherwise not an event stream: the only honest signal left is an incomplete
+            # body, so return without finishing it and let the server close the connection.
+            self.totals.lost += 1
+            return
+        tail = aligner.flush() if aligner is not None else b""
+        await send({"type": "http.response.body", "body": tail, "more_body": False})
+        worker.counters.completed += 1
+        self.totals.completed += 1
+
+    def _worker_failed(self, worker: Worker, exc: httpx.HTTPError) -> None:
+        worker.counters.errors += 1
+        worker.last_error = f"{type(exc).__name__}: {exc}".rstrip(": ")
+        now = self.pool.clock()
+        if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+            worker.breaker.trip(now)  # nothing is listening there: passive health marking
+        else:
+            worker.breaker.record_failure(now)
+
+    def _headers(self, response: httpx.Response, worker: Worker) -> list[tuple[bytes, bytes]]:
+        raw = response.headers.raw
+        drop = RESPONSE_HOP_HEADERS | connection_tokens(raw)
+        headers = [(k.lower(), v) for k, v in raw if k.lower() not in drop]
+        headers.append((WORKER_HEADER, worker.url.encode()))
+        return headers
+
+
+async def first_block(chunks: AsyncIterator[bytes], aligner: EventAligner | None) -> bytes:
+    """The first bytes worth sending: a whole event for event streams (b"": an empty body)."""
+    async for data in chunks:
+        block = aligner.feed(data) if aligner is not None else data
+        if block:
+            return block
+    return aligner.flush() if aligner is not None else b""
+
+
+async def close_iterator(chunks: AsyncIterator[bytes]) -> None:
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+
+
+async def until_disconnect(receive: Receive, work: Awaitable[None]) -> bool:
+    """Run `work`, cancelling it if the client disconnects first. True if it did.
+
+    The request body has been read, so the next message from the server is the disconnect.
+    """
+    task = asyncio.current_task()
+    assert task is not None
+    state = {"done": False, "gone": False}
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        if not state["done"]:
+            state["gone"] = True
+            task.cancel()
+
+    watcher = asyncio.create_task(watch())
+    try:
+        await work
+    except asyncio.CancelledError:
+        if not state["gone"]:
+            raise
+        task.uncancel()
+    finally:
+        state["done"] = True
+        watcher.cancel()
+    return state["gone"]

@@ -1,0 +1,121 @@
+"""Batched T3 decoding: each stream's logits match its solo logits, whoever else is decoding."""
+
+from __future__ import annotations
+
+from collections.abc import Hashable
+
+import pytest
+import torch
+
+from server.engine.conditionals import builtin_voice
+from server.engine.loading import LoadedModel
+from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
+from server.engine.text import normalize_punctuation
+from server.engine.token_stream import turbo_speech_tokens
+
+TEXTS = {
+    "a": "A short one.",
+    "b": "This second stream has a noticeably longer prompt than the first.",
+    "c": "Third.",
+}
+pytestmark = pytest.mark.model
+
+
+def _text_tokens(model: LoadedModel, key: str) -> torch.Tensor:
+    tokens = model.text_to_tokens(normalize_punctuation(TEXTS[key]))
+    if not model.meanflow:  # the original model wants start/stop text tokens
+        hp = model.t3.hp
+        tokens = torch.nn.functional.pad(tokens, (1, 0), value=hp.start_text_token)
+        tokens = torch.nn.functional.pad(tokens, (0, 1), value=hp.stop_text_token)
+    return tokens
+
+
+def _add(batch: _Batch, model: LoadedModel, key: str, params: SamplingParams) -> int:
+    voice = builtin_voice(model)
+    assert voice is not None
+    t3_cond, _ = voice.for_request(0.5, model.device)
+    seed = ord(key)
+    generator = torch.Generator().manual_seed(seed)
+    return batch.add(key, t3_cond, _text_tokens(model, key), params, generator)
+
+
+def _run(
+    model: LoadedModel, batch_type: type[_Batch], params: SamplingParams, schedule: list[str]
+) -> dict[Hashable, tuple[list[int], list[torch.Tensor]]]:
+    """Run a schedule: '+k' adds stream k, '-k' removes it, 's' steps every stream."""
+    batch = batch_type(model.t3, record_logits=True)
+    tokens: dict[Hashable, list[int]] = {}
+    logits: dict[Hashable, list[torch.Tensor]] = {}
+    for action in schedule:
+        if action.startswith("+"):
+            key = action[1:]
+            tokens[key] = [_add(batch, model, key, params)]
+        elif action.startswith("-"):
+            key = action[1:]
+            logits[key] = batch.rows[batch.keys.index(key)].logits
+            batch.remove(key)
+        else:
+            for stepped, token in batch.step().items():
+                tokens[stepped].append(token)
+    for row in batch.rows:
+        logits[row.key] = row.logits
+    return {key: (tokens[key], logits[key]) for key in tokens}
+
+
+def _assert_matches_solo(
+    model: LoadedModel,
+    batch_type: type[_Batch],
+    params: SamplingParams,
+    together: dict[Hashable, tuple[list[int], list[torch.Tensor]]],
+) -> None:
+    for key, (tokens, logits) in together.items():
+        solo_tokens, solo_logits = _run(
+            model, batch_type, params, [f"+{key}"] + ["s"] * (len(tokens) - 1)
+        )[key]
+        assert tokens == solo_tokens, key
+        for ours, alone in zip(logits, solo_logits, strict=True):
+            assert torch.allclose(ours, alone, atol=2e-3, rtol=1e-3), key
+
+
+def test_turbo_batch_of_one_gives_the_solo_tokens(turbo_model: LoadedModel) -> None:
+    params = TURBO_DEFAULTS
+    batched = _run(turbo_model, TurboBatch, params, ["+a"] + ["s"] * 9)["a"][0]
+    voice = builtin_voice(turbo_model)
+    assert voice is not None
+    t3_cond, _ = voice.for_request(0.5, turbo_model.device)
+    solo = list(
+        turbo_speech_tokens(
+            turbo_model.t3,
+            t3_cond,
+            _text_tokens(turbo_model, "a"),
+            params,
+            torch.Generator().manual_seed(ord("a")),
+            10,
+        )
+    )
+    assert batched == solo
+
+
+def test_turbo_streams_joining_and_leaving_keep_their_solo_logits(
+    turbo_model: LoadedModel,
+) -> None:
+    schedule = ["+a", "s", "s", "+b", "s", "s", "+c", "s", "-a", "s", "s", "-b", "s"]
+    together = _run(turbo_model, TurboBatch, TURBO_DEFAULTS, schedule)
+    assert [len(t) for t, _ in together.values()] == [6, 6, 5]
+    _assert_matches_solo(turbo_model, TurboBatch, TURBO_DEFAULTS, together)
+
+
+def test_original_streams_with_guidance_keep_their_solo_logits(
+    original_model: LoadedModel,
+) -> None:
+    schedule = ["+a", "s", "+b", "s", "s", "-a", "s"]
+    together = _run(original_model, OriginalBatch, ORIGINAL_DEFAULTS, schedule)
+    _assert_matches_solo(original_model, OriginalBatch, ORIGINAL_DEFAULTS, together)
+
+
+def test_each_stream_draws_from_its_own_generator(turbo_model: LoadedModel) -> None:
+    # b's tokens are the same whether or not a is decoding beside it.
+    alone = _run(turbo_model, TurboBatch, TURBO_DEFAULTS, ["+b", "s", "s", "s"])["b"][0]
+    beside = _run(turbo_model, TurboBatch, TURBO_DEFAULTS, ["+a", "+b", "s", "s", "s"])["b"][0]
+    assert alone == beside

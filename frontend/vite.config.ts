@@ -18,5 +18,6 @@ export default defineConfig({
   test: {
     include: ['tests/unit/**/*.test.ts'],
     environment: 'node',
+    reporters: ['default', './tests/summaryReporter.ts'],
   },
 });

@@ -8,6 +8,6 @@ export default defineConfig({
     fileParallelism: false,
     testTimeout: 90_000,
     hookTimeout: 120_000,
-    reporters: ['verbose'],
+    reporters: ['verbose', './tests/summaryReporter.ts'],
   },
 });

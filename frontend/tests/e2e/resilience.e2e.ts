@@ -33,7 +33,7 @@ afterAll(async () => {
   await stopAll();
 });
 
-describe('resilience (fake engine, via the balancer)', () => {
+describe('resilience (fake engine)', () => {
   it('shows buffering when playback catches up, and resumes without a click', async () => {
     const { page, context, consoleErrors } = await openPage(browser, slow.url);
     await page.getByRole('button', { name: 'Play', exact: true }).click();

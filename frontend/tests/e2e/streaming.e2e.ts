@@ -35,7 +35,7 @@ afterAll(async () => {
   await stopAll();
 });
 
-describe('streaming playback (fake engine, via the balancer)', () => {
+describe('streaming playback (fake engine)', () => {
   it('plays streamed chunks back to back on the audio clock, with no gap or click', async () => {
     const { page, context, consoleErrors } = await openPage(browser, stack.url);
     await page.getByText('Server ready').waitFor();

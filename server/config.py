@@ -30,6 +30,8 @@ class ServerConfig:
     voices_dir: Path = Path("voices")
     max_streams: int = DEFAULT_MAX_STREAMS
     max_queue: int = DEFAULT_MAX_QUEUE
+    # Streams whose T3 decoding is batched on the device; 1 = one stream at a time.
+    max_batch: int = 1
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_prompt_seconds: float = DEFAULT_MAX_PROMPT_SECONDS
@@ -76,7 +78,16 @@ def parse_config(
     )
     p.add_argument("--voices-dir", type=Path, default=env.get("VOICES_DIR", "voices"))
     p.add_argument(
-        "--max-streams", type=int, default=int(env.get("MAX_STREAMS", DEFAULT_MAX_STREAMS))
+        "--max-batch",
+        type=int,
+        default=int(env.get("MAX_BATCH", 1)),
+        help="streams decoded together on the device (1: one at a time)",
+    )
+    p.add_argument(
+        "--max-streams",
+        type=int,
+        default=int(env["MAX_STREAMS"]) if "MAX_STREAMS" in env else None,
+        help="requests running at once (default: --max-batch)",
     )
     p.add_argument("--max-queue", type=int, default=int(env.get("MAX_QUEUE", DEFAULT_MAX_QUEUE)))
     p.add_argument(
@@ -99,7 +110,15 @@ def parse_config(
     )
     p.add_argument("--log-level", default=env.get("LOG_LEVEL", "info"))
     args = p.parse_args(argv)
-    for name in ("max_streams", "first_chunk_tokens", "max_text_chars", "max_upload_bytes"):
+    if args.max_streams is None:
+        args.max_streams = max(DEFAULT_MAX_STREAMS, args.max_batch)
+    for name in (
+        "max_batch",
+        "max_streams",
+        "first_chunk_tokens",
+        "max_text_chars",
+        "max_upload_bytes",
+    ):
         if getattr(args, name) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
     if args.max_queue < 0:
@@ -114,6 +133,7 @@ def parse_config(
         voices_dir=args.voices_dir,
         max_streams=args.max_streams,
         max_queue=args.max_queue,
+        max_batch=args.max_batch,
         max_text_chars=args.max_text_chars,
         max_upload_bytes=args.max_upload_bytes,
         watermark=args.watermark,

@@ -14,8 +14,8 @@ import torch
 from server.admission import Admission
 from server.config import ServerConfig
 from server.engine.conditionals import VoiceConditionals
-from server.engine.engine import SpeechEngine
-from server.engine.runner import EngineRunner, PreparedPrompt
+from server.engine.engine import SpeechEngine, StreamingEngine
+from server.engine.runner import BatchedEngineRunner, EngineRunner, PreparedPrompt
 from server.forms import FieldError, SpeechFields
 from server.metrics import WorkerMetrics
 from server.voices import VoiceLibrary, VoiceNotFoundError
@@ -58,7 +58,7 @@ class Worker:
             logger.exception("model failed to load")
             self.status, self.error = WorkerStatus.FAILED, f"{type(exc).__name__}: {exc}"
             return
-        self.runner = EngineRunner(engine)
+        self.runner = make_runner(engine, self.config.max_batch)
         self.model_name, self.device_name = engine.model_name, engine.device_name
         self.status = WorkerStatus.READY
         logger.info(
@@ -104,6 +104,12 @@ class Worker:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+
+
+def make_runner(engine: SpeechEngine, max_batch: int) -> EngineRunner:
+    if max_batch > 1 and isinstance(engine, StreamingEngine):
+        return BatchedEngineRunner(engine, max_batch)
+    return EngineRunner(engine)
 
 
 class VoiceSelection:

@@ -16,11 +16,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TypeVar
 
+from server.engine.batch_scheduler import DONE, BatchScheduler
 from server.engine.conditionals import VoiceConditionals, audio_key
 from server.engine.engine import (
     AudioChunk,
     Cancelled,
     SpeechEngine,
+    StreamingEngine,
     SynthesisRequest,
     SynthesisResult,
 )
@@ -48,7 +50,12 @@ class EngineRunner:
     def __init__(self, engine: SpeechEngine):
         self.engine = engine
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
-        self.busy = False  # True while a job holds the device
+        self._holding = False
+
+    @property
+    def busy(self) -> bool:
+        """True while some request holds the device."""
+        return self._holding
 
     async def stream(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
         loop = asyncio.get_running_loop()
@@ -123,13 +130,93 @@ class EngineRunner:
 
     def _holding_device(self, work: Callable[[], T]) -> Callable[[], T]:
         def run() -> T:
-            self.busy = True
+            self._holding = True
             try:
                 return work()
             finally:
-                self.busy = False
+                self._holding = False
 
         return run
 
     def close(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
+
+
+class BatchedEngineRunner(EngineRunner):
+    """The same interface, every stream of the device decoded together (`BatchScheduler`)."""
+
+    def __init__(self, engine: StreamingEngine, max_batch: int):
+        super().__init__(engine)
+        self._scheduler = BatchScheduler(engine, max_batch)
+
+    @property
+    def busy(self) -> bool:
+        return self._scheduler.active > 0
+
+    async def stream(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
+        items, cancel = self._submit(request, streaming=True)
+        finished = False
+        try:
+            while True:
+                item = await items.get()
+                if item is DONE:
+                    finished = True
+                    return
+                if isinstance(item, Cancelled):
+                    continue
+                if isinstance(item, BaseException):
+                    raise item
+                assert isinstance(item, AudioChunk)
+                yield item
+        finally:
+            cancel.set()
+            # The stream leaves the batch at the scheduler's next step: wait for that.
+            while not finished:
+                finished = await asyncio.shield(items.get()) is DONE
+
+    async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
+        items, cancel = self._submit(request, streaming=False)
+        try:
+            result = await items.get()
+        except asyncio.CancelledError:
+            cancel.set()
+            raise
+        if isinstance(result, BaseException):
+            raise result
+        assert isinstance(result, SynthesisResult)
+        return result
+
+    def _submit(
+        self, request: SynthesisRequest, streaming: bool
+    ) -> tuple[asyncio.Queue[object], threading.Event]:
+        loop = asyncio.get_running_loop()
+        items: asyncio.Queue[object] = asyncio.Queue()
+        cancel = threading.Event()
+
+        def emit(item: object) -> None:
+            loop.call_soon_threadsafe(items.put_nowait, item)
+
+        self._scheduler.submit(request, emit, cancel, streaming)
+        return items, cancel
+
+    async def _call(self, work: Callable[[], T], cancel: threading.Event | None) -> T:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+
+        def emit(item: object) -> None:
+            def settle() -> None:
+                if future.done():
+                    return
+                if isinstance(item, BaseException):
+                    future.set_exception(item)
+                else:
+                    future.set_result(item)  # type: ignore[arg-type]
+
+            loop.call_soon_threadsafe(settle)
+
+        self._scheduler.call(work, emit)
+        return await future
+
+    def close(self) -> None:
+        self._scheduler.close()
+        super().close()

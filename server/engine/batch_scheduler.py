@@ -1,0 +1,221 @@
+"""Serves every stream of one device from one thread, all T3 decoding batched.
+
+Each loop iteration: run queued one-off model work (voice prompts), admit waiting streams up
+to `max_batch` (each prefilled on its own), advance every admitted stream by one token in a
+single batched T3 forward, then do at most one piece of token-to-wave work, for the stream
+whose listener has the least audio buffered, so no stream starves and first chunks come
+early. A stream that is cancelled leaves the batch at the next step; the others carry on.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue
+import threading
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.engine.engine import StreamingEngine
+from server.engine.loading import ModelVariant
+from server.engine.schema import AudioChunk, Cancelled, SynthesisRequest, SynthesisResult
+from server.engine.stream_state import SegmentPlan, StreamState
+from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
+
+logger = logging.getLogger(__name__)
+
+Emit = Callable[[object], None]  # receives AudioChunk / SynthesisResult / BaseException / DONE
+DONE = object()
+
+
+@dataclass
+class _Job:
+    request: SynthesisRequest
+    streaming: bool
+    emit: Emit
+    cancel: threading.Event
+    key: int
+    state: StreamState | None = None
+    plan: SegmentPlan | None = None
+    segment_tokens: int = 0
+    t3_done: bool = False
+
+
+@dataclass
+class _Call:
+    work: Callable[[], Any]
+    emit: Emit
+
+
+@dataclass
+class BatchScheduler:
+    engine: StreamingEngine
+    max_batch: int
+    _inbox: queue.Queue[_Job | _Call | None] = field(default_factory=queue.Queue)
+    _waiting: list[_Job] = field(default_factory=list)
+    _active: dict[Hashable, _Job] = field(default_factory=dict)
+    _keys: itertools.count[int] = field(default_factory=itertools.count)
+
+    def __post_init__(self) -> None:
+        model = self.engine.model
+        batch_type = TurboBatch if model.variant is ModelVariant.TURBO else OriginalBatch
+        self._batch: _Batch = batch_type(model.t3)
+        self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
+        self._thread.start()
+
+    @property
+    def active(self) -> int:
+        return len(self._active)
+
+    def submit(
+        self, request: SynthesisRequest, emit: Emit, cancel: threading.Event, streaming: bool
+    ) -> None:
+        self._inbox.put(_Job(request, streaming, emit, cancel, next(self._keys)))
+
+    def call(self, work: Callable[[], Any], emit: Emit) -> None:
+        self._inbox.put(_Call(work, emit))
+
+    def close(self) -> None:
+        self._inbox.put(None)
+        self._thread.join(timeout=30)
+
+    def _loop(self) -> None:
+        while self._take_inbox(block=not self._active and not self._waiting):
+            try:
+                self._drop_cancelled()
+                self._admit()
+                if len(self._batch):
+                    self._step()
+                self._vocode_one()
+            except Exception as exc:  # never let one bad stream stop the device's thread
+                logger.exception("scheduler iteration failed")
+                for job in [*self._waiting, *self._active.values()]:
+                    self._fail(job, exc)
+                self._waiting.clear()
+
+    def _take_inbox(self, block: bool) -> bool:
+        """Move new work in (waiting for some when idle); False once closed."""
+        try:
+            item = self._inbox.get(block=block)
+        except queue.Empty:
+            return True
+        while True:
+            if item is None:
+                return False
+            if isinstance(item, _Call):
+                _run_call(item)
+            else:
+                self._waiting.append(item)
+            try:
+                item = self._inbox.get_nowait()
+            except queue.Empty:
+                return True
+
+    def _admit(self) -> None:
+        while self._waiting and len(self._active) < self.max_batch:
+            job = self._waiting.pop(0)
+            try:
+                job.state = self.engine.start(job.request, streaming=job.streaming)
+                self._active[job.key] = job
+                self._next_segment(job)
+            except Exception as exc:
+                self._fail(job, exc)
+
+    def _next_segment(self, job: _Job) -> None:
+        assert job.state is not None
+        job.plan = job.state.next_segment()
+        job.segment_tokens = 0
+        if job.plan is None:
+            job.t3_done = True
+            return
+        first = self._batch.add(
+            job.key,
+            job.plan.t3_cond,
+            job.plan.text_tokens,
+            job.request.params,
+            job.state.generator,
+        )
+        self._take_token(job, first)
+
+    def _step(self) -> None:
+        try:
+            tokens = self._batch.step()
+        except Exception as exc:  # a failed forward spoils every row
+            for key in list(self._batch.keys):
+                self._batch.remove(key)
+                self._fail(self._active[key], exc)
+            return
+        for key, token in tokens.items():
+            job = self._active.get(key)
+            if job is not None:
+                try:
+                    self._take_token(job, token)
+                except Exception as exc:  # e.g. the next segment's prefill
+                    self._fail(job, exc)
+
+    def _take_token(self, job: _Job, token: int) -> None:
+        assert job.state is not None and job.plan is not None
+        stop = self.engine.model.t3.hp.stop_speech_token
+        if token >= 0 and token != stop:
+            job.state.accept(token)
+            job.segment_tokens += 1
+            if job.segment_tokens < job.plan.cap:
+                return
+        # The segment ended (stop token, cap, or nothing left to sample from).
+        self._batch.remove(job.key)
+        self._next_segment(job)
+
+    def _vocode_one(self) -> None:
+        due = [
+            job
+            for job in self._active.values()
+            if job.state is not None and (job.t3_done or (job.streaming and job.state.chunk_due()))
+        ]
+        if not due:
+            return
+        job = min(due, key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
+        assert job.state is not None
+        try:
+            if not job.streaming:
+                job.emit(job.state.whole())
+                self._finish(job)
+            elif job.t3_done:
+                job.emit(job.state.last_chunk())
+                self._finish(job)
+            else:
+                job.emit(job.state.next_chunk())
+        except Exception as exc:
+            self._fail(job, exc)
+
+    def _drop_cancelled(self) -> None:
+        for job in [j for j in self._waiting if j.cancel.is_set()]:
+            self._waiting.remove(job)
+            self._fail(job, Cancelled())
+        for job in [j for j in self._active.values() if j.cancel.is_set()]:
+            self._fail(job, Cancelled())
+
+    def _finish(self, job: _Job) -> None:
+        self._active.pop(job.key, None)
+        if job.key in self._batch.keys:
+            self._batch.remove(job.key)
+        job.emit(DONE)
+
+    def _fail(self, job: _Job, exc: BaseException) -> None:
+        self._active.pop(job.key, None)
+        if job.key in self._batch.keys:
+            self._batch.remove(job.key)
+        if not isinstance(exc, Cancelled):
+            logger.exception("stream failed", exc_info=exc)
+        job.emit(exc)
+        job.emit(DONE)
+
+
+def _run_call(call: _Call) -> None:
+    try:
+        call.emit(call.work())
+    except BaseException as exc:
+        call.emit(exc)
+
+
+__all__ = ["DONE", "AudioChunk", "BatchScheduler", "SynthesisResult"]

@@ -1,0 +1,99 @@
+"""Many streams on one device through the batch scheduler, with the real engine."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Iterator
+
+import numpy as np
+import pytest
+
+from server.engine.engine import AudioChunk, EngineConfig, StreamingEngine, SynthesisRequest
+from server.engine.loading import LoadedModel
+from server.engine.runner import BatchedEngineRunner
+from server.engine.sampling import TURBO_DEFAULTS
+
+pytestmark = pytest.mark.model
+SAMPLES_PER_TOKEN = 960
+
+
+@pytest.fixture(scope="module")
+def engine(turbo_model: LoadedModel) -> StreamingEngine:
+    return StreamingEngine(turbo_model, EngineConfig(watermark=False, first_chunk_tokens=6))
+
+
+@pytest.fixture
+def runner(engine: StreamingEngine) -> Iterator[BatchedEngineRunner]:
+    runner = BatchedEngineRunner(engine, max_batch=4)
+    yield runner
+    runner.close()
+
+
+def _request(seed: int, tokens: int = 14) -> SynthesisRequest:
+    return SynthesisRequest(
+        f"Stream number {seed}.", TURBO_DEFAULTS, chunk_size=10, seed=seed, max_new_tokens=tokens
+    )
+
+
+async def _collect(stream: AsyncGenerator[AudioChunk, None]) -> list[AudioChunk]:
+    return [chunk async for chunk in stream]
+
+
+def _check_alone_equal(engine: StreamingEngine, seed: int, chunks: list[AudioChunk]) -> None:
+    summary = chunks[-1].summary
+    assert summary is not None
+    assert summary.speech_tokens == engine.speech_tokens(_request(seed))
+    assert [c.chunk_id for c in chunks] == list(range(1, len(chunks) + 1))
+    audio = np.concatenate([c.audio for c in chunks])
+    # No cross-talk: the audio's length is this stream's own tokens (+3 trailing silence).
+    assert audio.size == (len(summary.speech_tokens) + 3) * SAMPLES_PER_TOKEN
+
+
+def test_concurrent_streams_each_get_their_solo_tokens(
+    engine: StreamingEngine, runner: BatchedEngineRunner
+) -> None:
+    async def scenario() -> list[list[AudioChunk]]:
+        return list(
+            await asyncio.gather(*(_collect(runner.stream(_request(s))) for s in (1, 2, 3)))
+        )
+
+    results = asyncio.run(scenario())
+    for seed, chunks in zip((1, 2, 3), results, strict=True):
+        _check_alone_equal(engine, seed, chunks)
+    assert not runner.busy
+
+
+def test_a_stream_joining_late_and_one_cancelled_leave_the_others_intact(
+    engine: StreamingEngine, runner: BatchedEngineRunner
+) -> None:
+    async def scenario() -> tuple[list[AudioChunk], list[AudioChunk]]:
+        first = runner.stream(_request(4))
+        doomed = runner.stream(_request(5, tokens=300))
+        head = [await first.__anext__()]
+        await doomed.__anext__()
+        await doomed.aclose()  # cancelled mid-batch
+        late = asyncio.create_task(_collect(runner.stream(_request(6))))
+        head.extend(await _collect(first))
+        return head, await late
+
+    first, late = asyncio.run(scenario())
+    _check_alone_equal(engine, 4, first)
+    _check_alone_equal(engine, 6, late)
+    assert not runner.busy
+
+
+def test_regular_synthesis_and_voice_work_through_the_scheduler(
+    engine: StreamingEngine, runner: BatchedEngineRunner
+) -> None:
+    from tests.server.conftest import wav_bytes
+
+    async def scenario() -> None:
+        result = await runner.synthesize(_request(7))
+        assert result.summary.speech_tokens == engine.speech_tokens(_request(7))
+        voice = await runner.voice_from_audio(wav_bytes(6.0))
+        chunks = await _collect(
+            runner.stream(SynthesisRequest("With a voice.", seed=1, max_new_tokens=8, voice=voice))
+        )
+        assert chunks[-1].is_last
+
+    asyncio.run(scenario())

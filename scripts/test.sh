@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Installs everything the tests need, then runs lint, type checks and the test suite.
+# Installs everything the tests need, then runs lint, type checks and every test suite:
+# Python (engine, worker, balancer) and the web app (unit tests and browser tests).
 # Full-size random-weight checkpoints are built once into $CHATTERBOX_TEST_CACHE
 # (default ~/.cache/chatterbox-streaming) and reused by later runs.
 set -euo pipefail
@@ -14,3 +15,14 @@ done
 .venv/bin/ruff format --check .
 .venv/bin/mypy
 .venv/bin/python -m pytest -q "$@"
+
+# The web app: Debian's Chromium drives the browser tests (a browser download is not possible).
+if ! command -v chromium >/dev/null 2>&1; then
+    if [ "$(id -u)" -ne 0 ]; then
+        echo "chromium is missing: run 'apt-get install -y chromium' as root" >&2
+        exit 1
+    fi
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+fi
+(cd frontend && npm ci --no-audit --no-fund && npm run ci)

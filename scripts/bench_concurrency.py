@@ -1,0 +1,158 @@
+"""Concurrent streams on one device: batched T3 decoding vs one stream at a time, in one run.
+
+For 1, 2, 4 and 8 concurrent streams (all submitted at once, each `--tokens` speech tokens),
+prints aggregate generated audio seconds per wall second and time to first audio p50/p95, for
+the batch scheduler and for the serial baseline. With --json writes the figures, including
+`throughput_ratio_4` (4-stream batched throughput / single-stream throughput); with --plot a
+PNG of throughput and time to first audio against concurrency.
+
+    python scripts/bench_concurrency.py [--ckpt-dir DIR] [--json out.json] [--plot out.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from server.engine.__main__ import default_device, random_checkpoint
+from server.engine.engine import (
+    SAMPLE_RATE,
+    EngineConfig,
+    StreamingEngine,
+    SynthesisRequest,
+)
+from server.engine.loading import ModelVariant, load_model
+from server.engine.runner import BatchedEngineRunner, EngineRunner
+from server.engine.sampling import TURBO_DEFAULTS
+
+LEVELS = (1, 2, 4, 8)
+TEXT = "Several listeners are waiting for their own sentences at the very same time."
+
+
+def _percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+async def _one_stream(
+    runner: EngineRunner, seed: int, tokens: int, started: float
+) -> tuple[float, float]:
+    request = SynthesisRequest(
+        TEXT, TURBO_DEFAULTS, seed=seed, max_new_tokens=tokens, started_at=started
+    )
+    first, samples = 0.0, 0
+    async for chunk in runner.stream(request):
+        first = first or time.perf_counter() - started
+        samples += chunk.audio.size
+    return first, samples / SAMPLE_RATE
+
+
+async def _level(runner: EngineRunner, streams: int, tokens: int) -> dict[str, float]:
+    started = time.perf_counter()
+    results = await asyncio.gather(
+        *(_one_stream(runner, 100 + i, tokens, started) for i in range(streams))
+    )
+    wall = time.perf_counter() - started
+    ttfa = [r[0] for r in results]
+    audio = sum(r[1] for r in results)
+    return {
+        "streams": streams,
+        "wall_s": round(wall, 3),
+        "audio_s": round(audio, 3),
+        "throughput": round(audio / wall, 4),
+        "ttfa_p50_s": round(statistics.median(ttfa), 3),
+        "ttfa_p95_s": round(_percentile(ttfa, 0.95), 3),
+    }
+
+
+def _plot(figures: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
+    for mode, style in (("batched", "o-"), ("serial", "s--")):
+        rows = figures[mode]
+        xs = [r["streams"] for r in rows]
+        left.plot(xs, [r["throughput"] for r in rows], style, label=mode)
+        right.plot(xs, [r["ttfa_p95_s"] for r in rows], style, label=f"{mode} p95")
+        right.plot(xs, [r["ttfa_p50_s"] for r in rows], style, alpha=0.5, label=f"{mode} p50")
+    left.set(
+        xlabel="concurrent streams",
+        ylabel="audio seconds / wall second",
+        title="Aggregate throughput",
+        xticks=list(LEVELS),
+    )
+    right.set(
+        xlabel="concurrent streams",
+        ylabel="seconds",
+        title="Time to first audio",
+        xticks=list(LEVELS),
+    )
+    for axis in (left, right):
+        axis.set_ylim(bottom=0)
+        axis.grid(alpha=0.3)
+        axis.legend()
+    fig.suptitle(f"{figures['device']}, {figures['tokens']} tokens per stream")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--ckpt-dir", type=Path)
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    levels = [int(x) for x in args.levels.split(",")]
+
+    ckpt = args.ckpt_dir or random_checkpoint(ModelVariant.TURBO)
+    model = load_model(ModelVariant.TURBO, ckpt, args.device)
+    engine = StreamingEngine(model, EngineConfig(watermark=False))
+    list(engine.stream(SynthesisRequest("Warm up.", seed=1, max_new_tokens=20)))
+
+    async def run_all() -> dict[str, list[dict[str, float]]]:
+        out: dict[str, list[dict[str, float]]] = {"batched": [], "serial": []}
+        batched = BatchedEngineRunner(engine, max_batch=max(levels))
+        serial = EngineRunner(engine)
+        for streams in levels:
+            for mode, runner in (("batched", batched), ("serial", serial)):
+                figures = await _level(runner, streams, args.tokens)
+                out[mode].append(figures)
+                print(mode, figures, flush=True)
+        batched.close()
+        serial.close()
+        return out
+
+    results = asyncio.run(run_all())
+    figures: dict[str, Any] = {"device": args.device, "tokens": args.tokens, **results}
+    by_streams = {r["streams"]: r for r in results["batched"]}
+    if 1 in by_streams and 4 in by_streams:
+        figures["throughput_ratio_4"] = round(
+            by_streams[4]["throughput"] / by_streams[1]["throughput"], 3
+        )
+        figures["ttfa_p95_ratio_4"] = round(
+            by_streams[4]["ttfa_p95_s"] / by_streams[1]["ttfa_p95_s"], 3
+        )
+    print(json.dumps({k: v for k, v in figures.items() if "ratio" in k}))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    if args.plot:
+        _plot(figures, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

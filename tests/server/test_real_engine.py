@@ -110,3 +110,27 @@ def test_metrics_count_real_requests(real_server: LiveServer) -> None:
     families = {f.name: f for f in text_string_to_metric_families(text)}
     assert sum(s.value for s in families["tts_generated_audio_seconds"].samples) > 0
     assert any(s.value > 0 for s in families["tts_requests"].samples)
+
+
+def test_batched_worker_serves_concurrent_streams(turbo_model: LoadedModel, tmp_path: Path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    config = ServerConfig(voices_dir=tmp_path / "voices", max_streams=2, max_batch=2)
+    engine = StreamingEngine(turbo_model, EngineConfig(first_chunk_tokens=8))
+
+    def stream(seed: int) -> list[int]:
+        form = FORM | {"seed": str(seed), "max_new_tokens": "12"}
+        with httpx.stream(
+            "POST", f"{live.url}/synthesize-stream", data=form, timeout=300
+        ) as response:
+            events = list(iter_events(response))
+        assert events[-1].event == "done"
+        return [e.json()["chunk_id"] for e in events if e.event == "audio_chunk"]
+
+    with LiveServer(create_app(config, lambda: engine)) as live:
+        wait_ready(live.url)
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(stream, (31, 32)))
+        health = httpx.get(f"{live.url}/health").json()
+    assert all(ids == list(range(1, len(ids) + 1)) for ids in results)
+    assert health["active_streams"] == 0 and health["capacity"] == 2

@@ -32,9 +32,9 @@ def test_workers_are_checked_before_the_first_request(fast: list[FakeWorker]) ->
 
 def test_shutdown_closes_the_upstream_clients(fast: list[FakeWorker]) -> None:
     with live_balancer([fast[0].url]) as lb:
-        client = lb.state.proxy.client
-        assert not client.is_closed
-    assert client.is_closed
+        clients = lb.state.proxy.clients
+        assert not clients.is_closed
+    assert clients.is_closed
 
 
 def test_python_m_balancer_serves_and_stops_on_sigterm(fast: list[FakeWorker]) -> None:

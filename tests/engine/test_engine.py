@@ -114,9 +114,7 @@ def _wav_bytes(seconds: float) -> bytes:
 def test_voice_prompt_is_cached_by_content_and_never_mutated(engine: StreamingEngine) -> None:
     audio = _wav_bytes(6.0)
     voice = engine.voices.get(audio)
-    started = time.perf_counter()
-    assert engine.voices.get(audio) is voice
-    assert time.perf_counter() - started < 0.05
+    assert engine.voices.get(audio) is voice  # served from the cache, not recomputed
     before = {k: v.clone() for k, v in voice.gen.items() if torch.is_tensor(v)}
     _collect(engine.stream(SynthesisRequest(TEXT, seed=1, max_new_tokens=12, voice=voice)))
     assert voice.t3.cond_prompt_speech_emb is None

@@ -25,4 +25,4 @@ if ! command -v chromium >/dev/null 2>&1; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
-(cd frontend && npm ci --no-audit --no-fund && npm run ci)
+(cd frontend && npm run ci)  # npm ci ran in install.sh

@@ -86,7 +86,7 @@ function render(s) {
   const cards = [["in flight", b.in_flight], ["capacity", b.capacity],
     ["requests", t.requests], ["completed", t.completed], ["failovers", t.failovers],
     ["lost mid-stream", t.lost], ["client disconnects", t.client_disconnects],
-    ["no worker (503)", t.no_worker]];
+    ["all busy (worker 503)", t.rejected], ["no worker (503)", t.no_worker]];
   const box = document.getElementById("cards");
   box.textContent = "";
   for (const [label, value] of cards) {

@@ -32,6 +32,7 @@ from balancer.request import (
     read_body,
 )
 from balancer.sse import EventAligner, has_data, is_event_stream, worker_lost_event
+from balancer.upstream import UpstreamClients
 
 logger = logging.getLogger("balancer")
 
@@ -73,7 +74,7 @@ class Proxy:
     def __init__(
         self,
         pool: WorkerPool,
-        client: httpx.AsyncClient,
+        clients: UpstreamClients,
         totals: TotalCounters,
         *,
         max_attempts: int,
@@ -82,7 +83,7 @@ class Proxy:
         broadcast: tuple[Callable[[str, str], bool], Handler] | None = None,
     ):
         self.pool = pool
-        self.client = client
+        self.clients = clients
         self.totals = totals
         self.max_attempts = max_attempts
         self.max_body_bytes = max_body_bytes
@@ -158,9 +159,10 @@ class Proxy:
     ) -> Attempt | Rejection:
         worker = lease.worker
         worker.counters.requests += 1
-        upstream = request.to(self.client, self._bases[worker.url])
+        client = self.clients.next()
+        upstream = request.to(client, self._bases[worker.url])
         try:
-            response = await self.client.send(upstream, stream=True)
+            response = await client.send(upstream, stream=True)
         except httpx.HTTPError as exc:
             self._worker_failed(worker, exc)
             return Attempt.FAILED

@@ -36,6 +36,9 @@ class EventAligner:
 
     def feed(self, data: bytes) -> bytes:
         buffer = self._pending + data if self._pending else data
+        if buffer.endswith(BOUNDARIES):  # the usual case: whole events in one read
+            self._pending = b""
+            return buffer
         cut = 0
         for sep in BOUNDARIES:
             found = buffer.rfind(sep)

@@ -22,6 +22,7 @@ from balancer.counters import TotalCounters
 from balancer.pool import Lease, Worker, WorkerPool
 from balancer.replies import send_json, send_reply, send_unavailable
 from balancer.request import UpstreamRequest
+from balancer.upstream import UpstreamClients
 
 DROP_HEADERS = frozenset({b"connection", b"keep-alive", b"transfer-encoding", b"date", b"server"})
 
@@ -49,12 +50,12 @@ class VoiceBroadcast:
     def __init__(
         self,
         pool: WorkerPool,
-        client: httpx.AsyncClient,
+        clients: UpstreamClients,
         totals: TotalCounters,
         retry_after: int,
     ):
         self.pool = pool
-        self.client = client
+        self.clients = clients
         self.totals = totals
         self.retry_after = retry_after
 
@@ -76,8 +77,9 @@ class VoiceBroadcast:
     async def _send_one(self, lease: Lease, request: UpstreamRequest) -> Reply:
         worker = lease.worker
         worker.counters.requests += 1
+        client = self.clients.next()
         try:
-            response = await self.client.send(request.to(self.client, httpx.URL(worker.url)))
+            response = await client.send(request.to(client, httpx.URL(worker.url)))
         except httpx.HTTPError as exc:
             worker.counters.errors += 1
             return Reply(worker, error=f"{type(exc).__name__}: {exc}")

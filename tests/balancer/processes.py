@@ -188,4 +188,4 @@ def live_balancer(workers: Sequence[str], **overrides: Any) -> Iterator[LiveBala
     config = replace(TEST_CONFIG, workers=tuple(workers), **overrides)
     app = create_app(config)
     with LiveServer(app) as server:
-        yield LiveBalancer(server, app.state.balancer)
+        yield LiveBalancer(server, app.balancer)

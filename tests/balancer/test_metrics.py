@@ -43,6 +43,6 @@ def test_each_app_has_its_own_registry() -> None:
 
     config = replace(TEST_CONFIG, workers=("http://127.0.0.1:9",))
     first, second = create_app(config), create_app(config)
-    first.state.balancer.totals.requests += 3
-    assert b"balancer_requests_total 3.0" in first.state.balancer.metrics.render()
-    assert b"balancer_requests_total 0.0" in second.state.balancer.metrics.render()
+    first.balancer.totals.requests += 3
+    assert b"balancer_requests_total 3.0" in first.balancer.metrics.render()
+    assert b"balancer_requests_total 0.0" in second.balancer.metrics.render()

@@ -103,21 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     form = {"text": DEFAULT_TEXT, "seed": "42", "max_new_tokens": str(TOKENS_FOR_10_S)}
     env_ckpt = ["--ckpt-dir", str(args.ckpt_dir)] if args.ckpt_dir else ["--random-weights"]
 
-    # 1. Real engine over HTTP.
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    worker = [python, "-m", "server", "--port", str(port), "--log-level", "warning", *env_ckpt]
-    with process(worker, url):
-        stream_once(url, form | {"max_new_tokens": "20"})  # warm-up
-        regular_once(url, form | {"max_new_tokens": "20"})
-        http_ttfa, stream_total, regular_total = [], [], []
-        for _ in range(args.repeats):
-            first, total = stream_once(url, form)
-            http_ttfa.append(first)
-            stream_total.append(total)
-            regular_total.append(regular_once(url, form))
-
-    # 2a. The same request to the engine directly, in this process.
+    # 1 and 2a. The real engine over HTTP (a worker process) and called directly (in this
+    # process), requests alternating so both see the same machine conditions.
     from server.engine.__main__ import random_checkpoint
     from server.engine.engine import EngineConfig, StreamingEngine, SynthesisRequest
     from server.engine.loading import ModelVariant, load_model
@@ -129,14 +116,28 @@ def main(argv: list[str] | None = None) -> int:
         DEFAULT_TEXT, default_params(ModelVariant.TURBO), seed=42, max_new_tokens=TOKENS_FOR_10_S
     )
     list(engine.stream(SynthesisRequest("Warm up.", seed=1, max_new_tokens=20)))
-    direct_ttfa = []
-    for _ in range(args.repeats):
+
+    def direct_ttfa_once() -> float:
         started = time.perf_counter()
         stream = engine.stream(request)
         next(stream)
-        direct_ttfa.append(time.perf_counter() - started)
+        seconds = time.perf_counter() - started
         stream.close()
-    del engine
+        return seconds
+
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    worker = [python, "-m", "server", "--port", str(port), "--log-level", "warning", *env_ckpt]
+    http_ttfa, stream_total, regular_total, direct_ttfa = [], [], [], []
+    with process(worker, url):
+        stream_once(url, form | {"max_new_tokens": "20"})  # warm-up
+        regular_once(url, form | {"max_new_tokens": "20"})
+        for _ in range(args.repeats):
+            first, total = stream_once(url, form)
+            http_ttfa.append(first)
+            stream_total.append(total)
+            direct_ttfa.append(direct_ttfa_once())
+            regular_total.append(regular_once(url, form))
 
     # 2b. The HTTP layer alone: the real worker app over the fake engine, first chunk at once.
     from tests.fakes import FakeEngine

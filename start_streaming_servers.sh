@@ -5,7 +5,8 @@
 #
 #   ./start_streaming_servers.sh [--random-weights | --ckpt-dir DIR] [--model turbo|original]
 #       [--workers N] [--worker-port 6093] [--port 6095] [--host 0.0.0.0]
-#       [--max-streams N] [--voices-dir voices] [--log-dir logs] [--ready-timeout 900]
+#       [--max-batch N] [--max-streams N] [--voices-dir voices] [--log-dir logs]
+#       [--ready-timeout 900]
 #       [-- extra worker flags]
 #
 # Worker N listens on 127.0.0.1:(worker-port + N) with CUDA_VISIBLE_DEVICES=N and logs to
@@ -24,6 +25,7 @@ WORKER_HOST="127.0.0.1"
 PORT=6095
 HOST="0.0.0.0"
 MAX_STREAMS=""
+MAX_BATCH=""
 VOICES_DIR="voices"
 LOG_DIR="logs"
 READY_TIMEOUT=900 # first run on a new machine may download weights
@@ -31,7 +33,7 @@ STOP_GRACE=10     # seconds children get to exit on SIGTERM before SIGKILL
 PY="${PYTHON:-}"
 EXTRA=()
 
-usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
+usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
 
 while (($#)); do
     case "$1" in
@@ -44,6 +46,7 @@ while (($#)); do
     --port) PORT="$2"; shift 2 ;;
     --host) HOST="$2"; shift 2 ;;
     --max-streams) MAX_STREAMS="$2"; shift 2 ;;
+    --max-batch) MAX_BATCH="$2"; shift 2 ;;
     --voices-dir) VOICES_DIR="$2"; shift 2 ;;
     --log-dir) LOG_DIR="$2"; shift 2 ;;
     --ready-timeout) READY_TIMEOUT="$2"; shift 2 ;;
@@ -138,6 +141,7 @@ for ((i = 0; i < WORKERS; i++)); do
     [[ -n "$CKPT_DIR" ]] && args+=(--ckpt-dir "$CKPT_DIR")
     ((RANDOM_WEIGHTS)) && args+=(--random-weights)
     [[ -n "$MAX_STREAMS" ]] && args+=(--max-streams "$MAX_STREAMS")
+    [[ -n "$MAX_BATCH" ]] && args+=(--max-batch "$MAX_BATCH")
     if ((GPUS > 0)); then
         gpu=$((i % GPUS))
         name="gpu$i"

@@ -12,8 +12,10 @@ saturated the balancer's core in the benchmark. Small pools keep that walk short
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import ssl
+import sys
 
 import httpcore
 import httpx
@@ -36,10 +38,20 @@ POOL_TIMEOUT_S = 5.0
 HTTPX_DEFAULT_HEADERS = ("accept", "accept-encoding", "user-agent")
 
 
+def settle_missing_sniffio() -> None:
+    """httpcore imports `sniffio` each time it makes a lock or an event, to learn which async
+    library runs it, and falls back to asyncio when that fails. Without sniffio installed every
+    attempt searches sys.path again (a tenth of the CPU while streams start); a None entry in
+    sys.modules makes the import fail at once. Nothing changes when sniffio is installed."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]
+
+
 class UpstreamClients:
     """A few httpx clients used in turn: one request's connection stays in one of them."""
 
     def __init__(self, config: BalancerConfig, shards: int = CLIENT_SHARDS):
+        settle_missing_sniffio()
         # One TLS context for all (building one loads the CA bundle: ~15 ms each).
         tls = httpx.create_ssl_context()
         self.clients = [proxy_client(config, shards, tls) for _ in range(shards)]

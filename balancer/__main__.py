@@ -44,8 +44,9 @@ def main(argv: list[str] | None = None) -> int:
         host=config.host,
         port=config.port,
         log_level=config.log_level,
-        # Open streams get this long to finish on shutdown, then they are cut.
-        timeout_graceful_shutdown=int(config.shutdown_grace) or None,
+        # Open streams get this long to finish on shutdown, then they are cut (uvicorn takes
+        # whole seconds, and None would mean waiting for every stream to end).
+        timeout_graceful_shutdown=max(1, round(config.shutdown_grace)),
         # The workers' Date and Server headers are relayed; ours would duplicate them.
         server_header=False,
         date_header=False,

@@ -35,13 +35,14 @@ _PAGE = """<!doctype html>
   th { font-size: 12px; color: var(--muted); font-weight: 600; }
   th:first-child, td:first-child, td.l { text-align: left; }
   .badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
-  .ready { background: var(--ok); } .loading, .half_open { background: var(--warn); }
+  .ready, .closed { background: var(--ok); } .loading, .half_open { background: var(--warn); }
   .failed, .unreachable, .open, .unknown { background: var(--bad); }
   .bar { display: inline-block; width: 80px; height: 8px; background: var(--line);
          border-radius: 4px; vertical-align: middle; margin-right: 6px; overflow: hidden; }
   .bar i { display: block; height: 100%; background: var(--ok); }
-  .err { color: var(--bad); font-size: 12px; max-width: 320px; overflow: hidden;
-         text-overflow: ellipsis; }
+  .scroll { overflow-x: auto; }
+  td.err { color: var(--bad); font-size: 12px; max-width: 220px; overflow: hidden;
+           text-overflow: ellipsis; }
   #status { color: var(--muted); font-size: 12px; margin-top: 12px; }
 </style>
 </head>
@@ -49,7 +50,7 @@ _PAGE = """<!doctype html>
 <h1>Chatterbox streaming balancer</h1>
 <div class="sub" id="sub"></div>
 <div class="cards" id="cards"></div>
-<table>
+<div class="scroll"><table>
   <thead><tr>
     <th>worker</th><th>health</th><th>breaker</th><th>in flight / capacity</th>
     <th>requests</th><th>completed</th><th>errors</th><th>503s</th><th>failovers</th>
@@ -57,7 +58,7 @@ _PAGE = """<!doctype html>
     <th>last error</th>
   </tr></thead>
   <tbody id="rows"></tbody>
-</table>
+</table></div>
 <div id="status"></div>
 <script id="initial" type="application/json">__SNAPSHOT__</script>
 <script>

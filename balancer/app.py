@@ -77,6 +77,7 @@ def create_app(config: BalancerConfig) -> BalancerApp:
         max_attempts=config.max_attempts,
         max_body_bytes=config.max_body_bytes,
         retry_after=config.retry_after,
+        stream_idle_timeout=config.stream_idle_timeout,
         broadcast=broadcast,
     )
     stats = StatsView(pool, totals, config.policy)

@@ -20,6 +20,9 @@ DEFAULT_CONNECT_TIMEOUT_S = 3.0
 # The longest silence a healthy worker may keep: SSE streams ping every 5 s, but a plain
 # `/synthesize` sends nothing until the whole WAV is ready, which takes minutes on a CPU.
 DEFAULT_READ_TIMEOUT_S = 600.0
+# Inside an event stream a worker pings every 5 s, so this much silence means a stuck worker:
+# the client gets an error event (or the request another worker) instead of waiting on.
+DEFAULT_STREAM_IDLE_TIMEOUT_S = 60.0
 DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_BREAKER_FAILURES = 3
 DEFAULT_BREAKER_COOLDOWN_S = 5.0
@@ -40,6 +43,7 @@ class BalancerConfig:
     health_timeout: float = DEFAULT_HEALTH_TIMEOUT_S
     connect_timeout: float = DEFAULT_CONNECT_TIMEOUT_S
     read_timeout: float | None = DEFAULT_READ_TIMEOUT_S
+    stream_idle_timeout: float | None = DEFAULT_STREAM_IDLE_TIMEOUT_S
     max_attempts: int = DEFAULT_MAX_ATTEMPTS
     breaker_failures: int = DEFAULT_BREAKER_FAILURES
     breaker_cooldown: float = DEFAULT_BREAKER_COOLDOWN_S
@@ -115,6 +119,12 @@ def parse_config(
         help="longest silence allowed from a worker, in seconds (0: no limit)",
     )
     p.add_argument(
+        "--stream-idle-timeout",
+        type=float,
+        default=default("STREAM_IDLE_TIMEOUT", d.stream_idle_timeout),
+        help="longest silence allowed inside an event stream, in seconds (0: --read-timeout)",
+    )
+    p.add_argument(
         "--max-attempts",
         type=int,
         default=default("MAX_ATTEMPTS", d.max_attempts),
@@ -169,6 +179,7 @@ def parse_config(
         if float(getattr(args, name)) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     read_timeout = float(args.read_timeout)
+    idle_timeout = float(args.stream_idle_timeout)
     return BalancerConfig(
         workers=workers,
         host=args.host,
@@ -178,6 +189,7 @@ def parse_config(
         health_timeout=float(args.health_timeout),
         connect_timeout=float(args.connect_timeout),
         read_timeout=read_timeout if read_timeout > 0 else None,
+        stream_idle_timeout=idle_timeout if idle_timeout > 0 else None,
         max_attempts=int(args.max_attempts),
         breaker_failures=int(args.breaker_failures),
         breaker_cooldown=max(0.0, float(args.breaker_cooldown)),

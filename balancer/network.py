@@ -91,7 +91,11 @@ class _BufferedProtocol(asyncio.Protocol):
         self._readable = self.loop.create_future()
         if timeout is not None:
             self._read_deadline = self.loop.time() + timeout
-            if self._read_timer is None:
+            timer = self._read_timer
+            if timer is not None and timer.when() > self._read_deadline:
+                timer.cancel()  # a shorter timeout than the last one: fire sooner
+                timer = None
+            if timer is None:
                 self._read_timer = self.loop.call_at(self._read_deadline, self._check_deadline)
         try:
             await self._readable

@@ -80,6 +80,7 @@ class Proxy:
         max_attempts: int,
         max_body_bytes: int,
         retry_after: int,
+        stream_idle_timeout: float | None = None,
         broadcast: tuple[Callable[[str, str], bool], Handler] | None = None,
     ):
         self.pool = pool
@@ -88,6 +89,7 @@ class Proxy:
         self.max_attempts = max_attempts
         self.max_body_bytes = max_body_bytes
         self.retry_after = retry_after
+        self.stream_idle_timeout = stream_idle_timeout
         self.broadcast = broadcast
         self._bases = {w.url: httpx.URL(w.url) for w in pool}
 
@@ -181,6 +183,8 @@ class Proxy:
                 return Rejection(response.status_code, self._headers(response, worker), body)
             streaming_events = is_event_stream(response.headers.get("content-type"))
             aligner = EventAligner() if streaming_events else None
+            if streaming_events and self.stream_idle_timeout is not None:
+                set_read_timeout(response, self.stream_idle_timeout)
             try:
                 first = await first_block(chunks, aligner)
             except httpx.HTTPError as exc:
@@ -271,6 +275,18 @@ class Proxy:
         headers = [(k.lower(), v) for k, v in raw if k.lower() not in drop]
         headers.append((WORKER_HEADER, worker.url.encode()))
         return headers
+
+
+def set_read_timeout(response: httpx.Response, seconds: float) -> None:
+    """Change the read timeout of a response whose body is not read yet.
+
+    httpx has one read timeout per request, set before the answer says what it is. httpcore
+    takes it from the request's `timeout` extension when it starts reading the body, so the
+    body of an event stream can have its own (pinned by test_failover.py).
+    """
+    timeouts = response.request.extensions.get("timeout")
+    if isinstance(timeouts, dict):
+        timeouts["read"] = seconds
 
 
 async def first_block(chunks: AsyncIterator[bytes], aligner: EventAligner | None) -> bytes:

@@ -27,6 +27,8 @@ def test_flags_build_the_config() -> None:
             "--voice-broadcast",
             "--read-timeout",
             "0",
+            "--stream-idle-timeout",
+            "15",
             "--static-dir",
             "",
             "--policy",
@@ -38,6 +40,7 @@ def test_flags_build_the_config() -> None:
     assert config.port == 7000 and config.health_interval == 0.5
     assert config.voice_broadcast is True
     assert config.read_timeout is None  # 0: no limit
+    assert config.stream_idle_timeout == 15
     assert config.static_dir is None
     assert config.policy == "power-of-two"
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import threading
+import time
 from collections.abc import Iterator
 from contextlib import ExitStack
 from pathlib import Path
@@ -13,7 +15,7 @@ import pytest
 from tests.balancer.clients import STREAM_LIMITS, apoll, stream_events
 from tests.balancer.conftest import stream
 from tests.balancer.processes import FakeWorker, fake_workers, free_port, live_balancer
-from tests.balancer.upstreams import cut_off
+from tests.balancer.upstreams import cut_off, stalling_stream
 from tests.live_server import LiveServer
 
 SHORT = ("--chunks", "5", "--delay", "0.02")
@@ -95,6 +97,24 @@ def test_a_worker_lost_mid_stream_ends_the_stream_with_an_error_event(
         stats = lb.worker_stats(dying.url)
         assert stats["lost_mid_stream"] == 1 and stats["in_flight"] == 0
         assert lb.stats()["totals"]["lost"] == 1
+
+
+def test_a_frozen_worker_ends_the_stream_after_the_idle_timeout() -> None:
+    stop = threading.Event()
+    first = b'event: audio_chunk\r\ndata: {"chunk_id": 1}\r\n\r\n'
+    with (
+        LiveServer(stalling_stream(first, stop)) as upstream,
+        live_balancer([upstream.url], stream_idle_timeout=0.5, read_timeout=30) as lb,
+    ):
+        try:
+            started = time.monotonic()
+            _, events = stream(lb.url)
+            assert [e.event for e in events] == ["audio_chunk", "error"]
+            assert "ReadTimeout" in events[-1].json()["error"]
+            assert time.monotonic() - started < 10  # not the 30 s read timeout
+            assert lb.worker_stats(upstream.url)["lost_mid_stream"] == 1
+        finally:
+            stop.set()
 
 
 def test_other_responses_cut_off_mid_body_end_in_a_broken_connection() -> None:

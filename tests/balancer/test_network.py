@@ -74,6 +74,26 @@ def test_a_silent_peer_times_out_even_after_earlier_reads() -> None:
     run(scenario())
 
 
+def test_a_shorter_timeout_after_a_longer_one_fires_on_time() -> None:
+    async def talk_then_hang(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        writer.write(b"x")
+        await writer.drain()
+        await asyncio.sleep(10)
+
+    async def scenario() -> None:
+        async with tcp_server(talk_then_hang) as port:
+            stream = await AsyncioBackend().connect_tcp("127.0.0.1", port)
+            assert await stream.read(10, timeout=30) == b"x"
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(httpcore.ReadTimeout):
+                await stream.read(10, timeout=0.2)
+            assert loop.time() - started < 1.0
+            await stream.aclose()
+
+    run(scenario())
+
+
 def test_a_closed_idle_connection_is_readable() -> None:
     async def close_at_once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.close()

@@ -56,6 +56,20 @@ def scripted_stream(pieces: Sequence[bytes], media_type: str = "text/event-strea
     return with_health(Route("/synthesize-stream", endpoint, methods=["POST"]))
 
 
+def stalling_stream(first: bytes, stop: threading.Event) -> Starlette:
+    """Sends `first`, then nothing, keeping the connection open (a frozen worker) until `stop`."""
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        while not stop.is_set():
+            await asyncio.sleep(0.02)
+
+    async def endpoint(request: Request) -> Response:
+        return StreamingResponse(body(), media_type="text/event-stream")
+
+    return with_health(Route("/synthesize-stream", endpoint, methods=["POST"]))
+
+
 def gated_stream(first: bytes, rest: bytes, gate: threading.Event) -> Starlette:
     """Sends `first`, then waits for the test to open `gate` before sending `rest`."""
 

@@ -12,9 +12,9 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from server.engine.batch_scheduler import DONE, BatchScheduler
 from server.engine.conditionals import VoiceConditionals, audio_key
@@ -37,6 +37,15 @@ class _Failed:
 
 
 _END = object()
+
+
+async def _release(job: Future[Any]) -> None:
+    """Stop caring about `job`: one still waiting for the device never starts; one running
+    (told to stop) is waited for, so the device is free when this returns."""
+    if job.cancel():
+        return
+    with contextlib.suppress(BaseException):
+        await asyncio.shield(asyncio.wrap_future(job))
 
 
 @dataclass(frozen=True)
@@ -73,7 +82,7 @@ class EngineRunner:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        job = loop.run_in_executor(self._executor, self._holding_device(produce))
+        job = self._executor.submit(self._holding_device(produce))
         try:
             while True:
                 item = await queue.get()
@@ -85,8 +94,7 @@ class EngineRunner:
                 yield item
         finally:
             cancel.set()
-            with contextlib.suppress(BaseException):
-                await asyncio.shield(job)
+            await _release(job)
 
     async def synthesize(self, request: SynthesisRequest) -> SynthesisResult:
         cancel = threading.Event()
@@ -117,15 +125,13 @@ class EngineRunner:
         return await self._call(work, None)
 
     async def _call(self, work: Callable[[], T], cancel: threading.Event | None) -> T:
-        loop = asyncio.get_running_loop()
-        job = loop.run_in_executor(self._executor, self._holding_device(work))
+        job = self._executor.submit(self._holding_device(work))
         try:
-            return await asyncio.shield(job)
+            return await asyncio.shield(asyncio.wrap_future(job))
         except asyncio.CancelledError:
             if cancel is not None:
                 cancel.set()
-            with contextlib.suppress(BaseException):
-                await job
+            await _release(job)
             raise
 
     def _holding_device(self, work: Callable[[], T]) -> Callable[[], T]:

@@ -24,15 +24,13 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from transformers.generation.logits_process import (
-    LogitsProcessorList,
     MinPLogitsWarper,
     RepetitionPenaltyLogitsProcessor,
-    TemperatureLogitsWarper,
-    TopKLogitsWarper,
     TopPLogitsWarper,
 )
 
 from server.engine.sampling import SamplingParams
+from server.engine.token_stream import turbo_processors
 
 
 @dataclass
@@ -160,20 +158,6 @@ def _pad_left(cache: Any, columns: int) -> None:
         layer.values = F.pad(layer.values, (0, 0, columns, 0))
 
 
-def _turbo_processors(params: SamplingParams) -> LogitsProcessorList:
-    # The same list, in the same order, as upstream `inference_turbo`.
-    processors = LogitsProcessorList()
-    if params.temperature > 0 and params.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(params.temperature))
-    if params.top_k > 0:
-        processors.append(TopKLogitsWarper(params.top_k))
-    if params.top_p < 1.0:
-        processors.append(TopPLogitsWarper(params.top_p))
-    if params.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-    return processors
-
-
 class TurboBatch(_Batch):
     @torch.inference_mode()
     def add(
@@ -193,7 +177,7 @@ class TurboBatch(_Batch):
         out = t3.tfmr(inputs_embeds=embeds, use_cache=True)
         logits = t3.speech_head(out[0][:, -1:])[:, -1, :]
         row = _Row(key, params, generator, 1, start, start, position=embeds.shape[1])
-        processors = _turbo_processors(params)
+        processors = turbo_processors(params)
         token = self._sample(row, logits, processors(start, logits))
         # Upstream's repetition penalty never sees the start token once decoding runs.
         row.history = row.history[:, 1:]
@@ -212,7 +196,7 @@ class TurboBatch(_Batch):
         for index, row in enumerate(self.rows):
             row.position += 1
             row_logits = logits[index : index + 1]
-            processed = _turbo_processors(row.params)(row.history, row_logits)  # type: ignore[arg-type]
+            processed = turbo_processors(row.params)(row.history, row_logits)  # type: ignore[arg-type]
             result[row.key] = self._sample(row, row_logits, processed)
         return result
 

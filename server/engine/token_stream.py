@@ -35,6 +35,20 @@ def _sample(probs: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
     return torch.multinomial(probs, num_samples=1, generator=generator)
 
 
+def turbo_processors(params: SamplingParams) -> LogitsProcessorList:
+    """The list upstream `inference_turbo` builds, in the same order."""
+    processors = LogitsProcessorList()
+    if params.temperature > 0 and params.temperature != 1.0:
+        processors.append(TemperatureLogitsWarper(params.temperature))
+    if params.top_k > 0:
+        processors.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1.0:
+        processors.append(TopPLogitsWarper(params.top_p))
+    if params.repetition_penalty != 1.0:
+        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    return processors
+
+
 @torch.inference_mode()
 def turbo_speech_tokens(
     t3: Any,
@@ -45,15 +59,7 @@ def turbo_speech_tokens(
     max_new_tokens: int,
 ) -> Iterator[int]:
     """Speech tokens of the Turbo (GPT-2) T3, ending before the stop token or at the cap."""
-    processors = LogitsProcessorList()
-    if params.temperature > 0 and params.temperature != 1.0:
-        processors.append(TemperatureLogitsWarper(params.temperature))
-    if params.top_k > 0:
-        processors.append(TopKLogitsWarper(params.top_k))
-    if params.top_p < 1.0:
-        processors.append(TopPLogitsWarper(params.top_p))
-    if params.repetition_penalty != 1.0:
-        processors.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+    processors = turbo_processors(params)
 
     stop_token = t3.hp.stop_speech_token
     start = t3.hp.start_speech_token * torch.ones_like(text_tokens[:, :1])

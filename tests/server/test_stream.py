@@ -226,3 +226,28 @@ def test_failure_mid_stream_is_an_error_event_and_worker_survives(
     assert "fake engine failure" in events[-1].json()["error"]
     assert after[-1].event == "done"
     assert health["status"] == "ready" and health["active_streams"] == 0
+
+
+def test_client_leaving_while_waiting_for_the_device_frees_its_slot_at_once(
+    base_config: ServerConfig, fake: FakeEngine
+) -> None:
+    # Two admitted streams, one device: the second waits for the engine. If its client leaves,
+    # its slot must come back now, not when the first stream ends.
+    fake.chunks, fake.delay = 100, 0.05
+    with serving(replace(base_config, max_streams=2, max_queue=0), fake) as live:
+        wait_ready(live.url)
+        with httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": "A."}) as a:
+            first = iter_events(a)
+            next(first)
+            with httpx.stream(
+                "POST", f"{live.url}/synthesize-stream", data={"text": "B."}, timeout=2
+            ) as b:
+                assert b.status_code == 200
+            deadline = time.monotonic() + 2
+            while time.monotonic() < deadline:
+                if httpx.get(f"{live.url}/health").json()["active_streams"] == 1:
+                    break
+                time.sleep(0.02)
+            assert httpx.get(f"{live.url}/health").json()["active_streams"] == 1
+            assert fake.produced < 100  # the first stream is still running
+    assert len(fake.requests) == 1  # the second never reached the engine

@@ -12,7 +12,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import signal
 import socket
@@ -29,7 +28,7 @@ import httpx
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from scripts.bench_streaming import DEFAULT_TEXT, TOKENS_FOR_10_S  # noqa: E402
+from scripts.bench_streaming import DEFAULT_TEXT, TOKENS_FOR_10_S, report  # noqa: E402
 from tests.sse import iter_events  # noqa: E402
 
 
@@ -184,11 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "fake_requests": args.fake_requests,
         "cpu_count": os.cpu_count(),
     }
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.json)
     return 0
 
 

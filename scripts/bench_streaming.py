@@ -124,6 +124,15 @@ def _upstream_load_seconds(ckpt_dir: Path, device: str) -> float:
     return seconds
 
 
+def report(figures: dict[str, Any], json_path: Path | None) -> None:
+    """Print the figures as an aligned table and, if asked, write them as JSON."""
+    width = max(len(k) for k in figures)
+    for key, value in figures.items():
+        print(f"{key:<{width}}  {value}")
+    if json_path:
+        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--ckpt-dir", type=Path)
@@ -203,11 +212,7 @@ def main(argv: list[str] | None = None) -> int:
         "flow_context_tokens": engine.config.flow_context_tokens,
         "repeats": args.repeats,
     }
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    report(figures, args.json)
     return 0
 
 

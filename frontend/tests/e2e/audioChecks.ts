@@ -32,6 +32,11 @@ export function checkSchedule(chunks: readonly TraceChunk[]): ScheduleReport {
   return report;
 }
 
+/** The audio-clock frame just after the last scheduled chunk. */
+export function scheduledEnd(chunks: readonly TraceChunk[]): number {
+  return Math.max(0, ...chunks.map((chunk) => chunk.startFrame + chunk.frames));
+}
+
 export interface ToneReport {
   /** 10 ms windows inside scheduled audio where the tone is missing (a gap in the output). */
   silentWindows: number;

@@ -69,13 +69,17 @@ function installRecorder(): void {
 
   class RecordingAudioContext extends Native {
     private readonly tap: GainNode;
+    private readonly recorderReady: Promise<void>;
     constructor(options?: AudioContextOptions) {
       super(options);
+      // The worklet module loads asynchronously: hold the clock still until the recorder is
+      // wired, or the first frames the page schedules could play unrecorded.
+      void super.suspend();
       const output = destinationOf(this);
       this.tap = this.createGain();
       this.tap.connect(output);
       state.sampleRate = this.sampleRate;
-      void this.audioWorklet.addModule(moduleUrl).then(() => {
+      this.recorderReady = this.audioWorklet.addModule(moduleUrl).then(() => {
         const recorder = new AudioWorkletNode(this, 'e2e-recorder', {
           numberOfInputs: 1,
           numberOfOutputs: 1,
@@ -88,6 +92,9 @@ function installRecorder(): void {
         recorder.connect(output); // keeps it pulled by the graph; it outputs silence
         state.ready = true;
       });
+    }
+    override resume(): Promise<void> {
+      return this.recorderReady.then(() => super.resume());
     }
     override get destination(): AudioDestinationNode {
       return this.tap as unknown as AudioDestinationNode;
@@ -117,6 +124,22 @@ export async function openPage(
   page.on('pageerror', (error) => consoleErrors.push(`page error: ${error.message}`));
   await page.goto(url);
   return { page, context, consoleErrors };
+}
+
+/**
+ * Waits until the recorder has posted audio up to `frame` (the recorder posts in blocks, so
+ * the tail of what was played arrives a little after it was played).
+ */
+export async function waitForRecordingThrough(page: Page, frame: number): Promise<void> {
+  await page.waitForFunction((end) => {
+    const { chunks } = (
+      window as unknown as {
+        __e2eRecorder: { chunks: Array<{ frame: number; samples: number[] }> };
+      }
+    ).__e2eRecorder;
+    const last = chunks[chunks.length - 1];
+    return last !== undefined && last.frame + last.samples.length >= end;
+  }, frame);
 }
 
 /** Everything recorded so far, each block placed at the audio-clock frame it was played at. */

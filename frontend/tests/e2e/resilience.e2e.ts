@@ -5,8 +5,8 @@
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkSchedule, checkTone, sineStep } from './audioChecks';
-import { launchBrowser, openPage, readRecording } from './browser';
+import { checkSchedule, checkTone, scheduledEnd, sineStep } from './audioChecks';
+import { launchBrowser, openPage, readRecording, waitForRecordingThrough } from './browser';
 import { playbackTrace, unexpectedConsoleErrors, waitForStatus } from './pageHelpers';
 import { ARTIFACTS_DIR, closeQuietly, stopAll } from './processes';
 import { fakeStack, type Stack } from './stack';
@@ -44,9 +44,9 @@ describe('resilience (fake engine)', () => {
     await page.getByTestId('buffering-badge').waitFor({ timeout: 1000 });
     await page.screenshot({ path: join(ARTIFACTS_DIR, 'buffering-desktop.png') });
     await waitForStatus(page, 'Finished.', 20_000);
-    await page.waitForTimeout(400);
 
     const trace = await playbackTrace(page);
+    await waitForRecordingThrough(page, scheduledEnd(trace.chunks));
     const schedule = checkSchedule(trace.chunks);
     expect(trace.chunks).toHaveLength(SLOW.chunks);
     expect(schedule.overlaps).toEqual([]);

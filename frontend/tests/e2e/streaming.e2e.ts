@@ -7,9 +7,9 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { checkSchedule, checkTone, sineStep } from './audioChecks';
+import { checkSchedule, checkTone, scheduledEnd, sineStep } from './audioChecks';
 import { toneWav } from './audioFiles';
-import { launchBrowser, openPage, readRecording } from './browser';
+import { launchBrowser, openPage, readRecording, waitForRecordingThrough } from './browser';
 import { playbackTrace, unexpectedConsoleErrors, waitForStatus } from './pageHelpers';
 import { ARTIFACTS_DIR, closeQuietly, stopAll } from './processes';
 import { fakeStack, type Stack } from './stack';
@@ -42,9 +42,9 @@ describe('streaming playback (fake engine)', () => {
     await page.getByLabel('Text to speak').fill('Streaming test sentence.');
     await page.getByRole('button', { name: 'Play', exact: true }).press('Enter');
     await waitForStatus(page, 'Finished.');
-    await page.waitForTimeout(400); // let the recorder flush the tail
 
     const trace = await playbackTrace(page);
+    await waitForRecordingThrough(page, scheduledEnd(trace.chunks));
     expect(trace.contextSampleRate).toBe(RATE);
     expect(trace.streamSampleRate).toBe(RATE);
     expect(trace.contextState).toBe('running');

@@ -22,7 +22,7 @@ def engine_factory(config: ServerConfig) -> StreamingEngine:
             "serving RANDOM WEIGHTS: every voice is noise; for smoke tests only"
         )
         ckpt_dir = random_checkpoint(config.model)
-    model = load_model(config.model, ckpt_dir, config.device)
+    model = load_model(config.model, ckpt_dir, config.device, cpu_kernels=config.cpu_kernels)
     return StreamingEngine(model, config.engine_config())
 
 

@@ -36,6 +36,8 @@ class ServerConfig:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_prompt_seconds: float = DEFAULT_MAX_PROMPT_SECONDS
     watermark: bool = True
+    # On the CPU: oneDNN linear layers and native transposed convolutions (cpu_kernels.py).
+    cpu_kernels: bool = True
     first_chunk_tokens: int = EngineConfig.first_chunk_tokens
     log_level: str = "info"
 
@@ -104,6 +106,12 @@ def parse_config(
         default=env.get("WATERMARK", "1") != "0",
     )
     p.add_argument(
+        "--cpu-kernels",
+        action=argparse.BooleanOptionalAction,
+        default=env.get("CPU_KERNELS", "1") != "0",
+        help="on the CPU, run linear layers through oneDNN with packed weights (default: on)",
+    )
+    p.add_argument(
         "--first-chunk-tokens",
         type=int,
         default=int(env.get("FIRST_CHUNK_TOKENS", EngineConfig.first_chunk_tokens)),
@@ -137,6 +145,7 @@ def parse_config(
         max_text_chars=args.max_text_chars,
         max_upload_bytes=args.max_upload_bytes,
         watermark=args.watermark,
+        cpu_kernels=args.cpu_kernels,
         first_chunk_tokens=args.first_chunk_tokens,
         log_level=args.log_level,
     )

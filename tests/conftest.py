@@ -34,9 +34,15 @@ def original_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def turbo_model(turbo_dir: Path) -> Iterator[LoadedModel]:
-    yield load_model(ModelVariant.TURBO, turbo_dir, torch.device("cpu"))
+    yield load_model(ModelVariant.TURBO, turbo_dir, torch.device("cpu"), cpu_kernels=False)
+
+
+@pytest.fixture(scope="session")
+def turbo_model_cpu_kernels(turbo_dir: Path) -> Iterator[LoadedModel]:
+    """Turbo as the worker runs it on the CPU (oneDNN kernels, see cpu_kernels.py)."""
+    yield load_model(ModelVariant.TURBO, turbo_dir, torch.device("cpu"), cpu_kernels=True)
 
 
 @pytest.fixture(scope="session")
 def original_model(original_dir: Path) -> Iterator[LoadedModel]:
-    yield load_model(ModelVariant.ORIGINAL, original_dir, torch.device("cpu"))
+    yield load_model(ModelVariant.ORIGINAL, original_dir, torch.device("cpu"), cpu_kernels=False)

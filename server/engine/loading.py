@@ -21,6 +21,8 @@ from typing import Any
 import torch
 from safetensors.torch import load_file
 
+from server.engine.cpu_kernels import pack_linears, packing_available, use_native_transposed_convs
+
 logger = logging.getLogger(__name__)
 
 
@@ -156,9 +158,18 @@ def _hub_snapshot(layout: CheckpointLayout) -> Path:
 
 
 def load_model(
-    variant: ModelVariant, ckpt_dir: Path | None, device: torch.device | str
+    variant: ModelVariant,
+    ckpt_dir: Path | None,
+    device: torch.device | str,
+    *,
+    cpu_kernels: bool = True,
 ) -> LoadedModel:
-    """Load a model from `ckpt_dir` (or the hub) onto `device`, skipping random initialisation."""
+    """Load a model from `ckpt_dir` (or the hub) onto `device`, skipping random initialisation.
+
+    `cpu_kernels`: on the CPU, swap layers for the faster kernels of `cpu_kernels.py` (results
+    equal up to float summation order). False keeps upstream's modules exactly, e.g. to compare
+    parameters or tokens bit for bit with upstream.
+    """
     # Importing chatterbox costs seconds of its own (torch, transformers, diffusers, librosa);
     # it is paid once per process and not counted as loading.
     from chatterbox.models.s3gen import S3Gen
@@ -183,8 +194,17 @@ def load_model(
     # every matmul several times slower: there they are copied into the (aligned) parameters.
     assign = device.type != "cpu"
 
+    swap_kernels = cpu_kernels and packing_available(device)
+
     def load_weights(module: torch.nn.Module, file: str, strict: bool = True) -> None:
-        _assign(module, load_file(ckpt_dir / file, device=map_location), assign, strict=strict)
+        state = load_file(ckpt_dir / file, device=map_location)
+        if swap_kernels:
+            # Linear weights are packed from the file's tensors directly, never copied into
+            # parameters first (that copy would be thrown away).
+            pack_linears(module, state)
+        _assign(module, state, assign, strict=strict)
+        if swap_kernels:
+            use_native_transposed_convs(module)
 
     # The copies are memory-bound page-fault work that releases the GIL: two threads overlap
     # them, and the text tokenizer's JSON parsing runs alongside.
@@ -210,7 +230,14 @@ def load_model(
     if voice_file.is_file():
         builtin_conds = Conditionals.load(voice_file, map_location="cpu").to(device)
     seconds = time.perf_counter() - started
-    logger.info("loaded %s from %s on %s in %.2f s", variant, ckpt_dir, device, seconds)
+    logger.info(
+        "loaded %s from %s on %s in %.2f s%s",
+        variant,
+        ckpt_dir,
+        device,
+        seconds,
+        " (oneDNN CPU kernels)" if swap_kernels else "",
+    )
     return LoadedModel(
         variant=variant,
         device=device,

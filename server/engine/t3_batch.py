@@ -29,6 +29,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from server.engine.kv_cache import GrowingCache
 from server.engine.sampling import SamplingParams
 from server.engine.token_stream import turbo_processors
 
@@ -174,7 +175,7 @@ class TurboBatch(_Batch):
         embeds, _ = t3.prepare_input_embeds(
             t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=start, cfg_weight=0.0
         )
-        out = t3.tfmr(inputs_embeds=embeds, use_cache=True)
+        out = t3.tfmr(inputs_embeds=embeds, past_key_values=GrowingCache(), use_cache=True)
         logits = t3.speech_head(out[0][:, -1:])[:, -1, :]
         row = _Row(key, params, generator, 1, start, start, position=embeds.shape[1])
         processors = turbo_processors(params)
@@ -224,7 +225,12 @@ class OriginalBatch(_Batch):
         )
         bos_embed = t3.speech_emb(bos) + t3.speech_pos_emb.get_fixed_embedding(0)
         inputs = torch.cat([embeds, bos_embed.expand(width, -1, -1)], dim=1)
-        out = t3.tfmr(inputs_embeds=inputs, use_cache=True, output_hidden_states=True)
+        out = t3.tfmr(
+            inputs_embeds=inputs,
+            past_key_values=GrowingCache(),
+            use_cache=True,
+            output_hidden_states=True,
+        )
         row = _Row(key, params, generator, width, bos, bos, position=inputs.shape[1])
         token = self._sample_guided(row, t3.speech_head(out.hidden_states[-1])[:, -1, :])
         self._join(row, out.past_key_values, inputs.shape[1])

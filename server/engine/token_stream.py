@@ -23,6 +23,7 @@ from transformers.generation.logits_process import (
     TopPLogitsWarper,
 )
 
+from server.engine.kv_cache import GrowingCache
 from server.engine.sampling import SamplingParams
 
 
@@ -66,7 +67,7 @@ def turbo_speech_tokens(
     embeds, _ = t3.prepare_input_embeds(
         t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=start, cfg_weight=0.0
     )
-    out = t3.tfmr(inputs_embeds=embeds, use_cache=True)
+    out = t3.tfmr(inputs_embeds=embeds, past_key_values=GrowingCache(), use_cache=True)
     past = out.past_key_values
     logits = t3.speech_head(out[0][:, -1:])
     token = _sample(F.softmax(processors(_as_ids(start), logits[:, -1, :]), dim=-1), generator)
@@ -127,7 +128,7 @@ def original_speech_tokens(
     stop_token = t3.hp.stop_speech_token
     generated = bos
 
-    out = _llama_step(t3, inputs, past=None)
+    out = _llama_step(t3, inputs, past=GrowingCache())
     past = out.past_key_values
     for step in range(max_new_tokens):
         logits = t3.speech_head(out.hidden_states[-1])[:, -1, :]

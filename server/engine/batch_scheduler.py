@@ -13,7 +13,9 @@ import itertools
 import logging
 import queue
 import threading
-from collections.abc import Callable, Hashable
+import time
+from collections.abc import Callable, Hashable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +51,26 @@ class _Call:
 
 
 @dataclass
+class DeviceTime:
+    """Where the device's thread spent its time (seconds), for benchmarks and diagnostics."""
+
+    prefill_s: float = 0.0  # T3 over new streams' prompts
+    decode_s: float = 0.0  # batched T3 steps
+    vocode_s: float = 0.0  # S3Gen + HiFT (token-to-wave)
+    decode_steps: int = 0
+    decoded_tokens: int = 0  # summed over the streams of each step
+
+    @contextmanager
+    def timing(self, phase: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            name = f"{phase}_s"
+            setattr(self, name, getattr(self, name) + time.perf_counter() - started)
+
+
+@dataclass
 class BatchScheduler:
     engine: StreamingEngine
     max_batch: int
@@ -56,6 +78,7 @@ class BatchScheduler:
     _waiting: list[_Job] = field(default_factory=list)
     _active: dict[Hashable, _Job] = field(default_factory=dict)
     _keys: itertools.count[int] = field(default_factory=itertools.count)
+    device_time: DeviceTime = field(default_factory=DeviceTime)
 
     def __post_init__(self) -> None:
         model = self.engine.model
@@ -129,18 +152,23 @@ class BatchScheduler:
         if job.plan is None:
             job.t3_done = True
             return
-        first = self._batch.add(
-            job.key,
-            job.plan.t3_cond,
-            job.plan.text_tokens,
-            job.request.params,
-            job.state.generator,
-        )
+        with self.device_time.timing("prefill"):
+            first = self._batch.add(
+                job.key,
+                job.plan.t3_cond,
+                job.plan.text_tokens,
+                job.request.params,
+                job.state.generator,
+                job.plan.cond_key,
+            )
         self._take_token(job, first)
 
     def _step(self) -> None:
         try:
-            tokens = self._batch.step()
+            with self.device_time.timing("decode"):
+                tokens = self._batch.step()
+            self.device_time.decode_steps += 1
+            self.device_time.decoded_tokens += len(tokens)
         except Exception as exc:  # a failed forward spoils every row
             for key in list(self._batch.keys):
                 self._batch.remove(key)
@@ -177,16 +205,21 @@ class BatchScheduler:
         job = min(due, key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
         assert job.state is not None
         try:
-            if not job.streaming:
-                job.emit(job.state.whole())
-                self._finish(job)
-            elif job.t3_done:
-                job.emit(job.state.last_chunk())
-                self._finish(job)
-            else:
-                job.emit(job.state.next_chunk())
+            with self.device_time.timing("vocode"):
+                self._emit_audio(job)
         except Exception as exc:
             self._fail(job, exc)
+
+    def _emit_audio(self, job: _Job) -> None:
+        assert job.state is not None
+        if not job.streaming:
+            job.emit(job.state.whole())
+            self._finish(job)
+        elif job.t3_done:
+            job.emit(job.state.last_chunk())
+            self._finish(job)
+        else:
+            job.emit(job.state.next_chunk())
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._waiting if j.cancel.is_set()]:
@@ -218,4 +251,4 @@ def _run_call(call: _Call) -> None:
         call.emit(exc)
 
 
-__all__ = ["DONE", "AudioChunk", "BatchScheduler", "SynthesisResult"]
+__all__ = ["DONE", "AudioChunk", "BatchScheduler", "DeviceTime", "SynthesisResult"]

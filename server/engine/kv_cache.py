@@ -117,3 +117,15 @@ class GrowingCache(Cache):
 
     def __init__(self) -> None:
         super().__init__(layer_class_to_replicate=GrowingLayer)
+
+    @classmethod
+    def holding(cls, states: list[tuple[torch.Tensor, torch.Tensor]]) -> GrowingCache:
+        """A cache that starts with these (keys, values) per layer. They are adopted, never
+        written to: the first append moves them into a larger buffer."""
+        cache = cls()
+        for keys, values in states:
+            layer = GrowingLayer()
+            layer.dtype, layer.device, layer.is_initialized = keys.dtype, keys.device, True
+            layer.keys, layer.values = keys, values
+            cache.layers.append(layer)
+        return cache

@@ -16,7 +16,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from server.engine.batch_scheduler import DONE, BatchScheduler
+from server.engine.batch_scheduler import DONE, BatchScheduler, DeviceTime
 from server.engine.conditionals import VoiceConditionals, audio_key
 from server.engine.engine import (
     AudioChunk,
@@ -158,6 +158,10 @@ class BatchedEngineRunner(EngineRunner):
     @property
     def busy(self) -> bool:
         return self._scheduler.active > 0
+
+    @property
+    def device_time(self) -> DeviceTime:
+        return self._scheduler.device_time
 
     async def stream(self, request: SynthesisRequest) -> AsyncGenerator[AudioChunk, None]:
         items, cancel = self._submit(request, streaming=True)

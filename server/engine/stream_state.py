@@ -42,6 +42,7 @@ class SegmentPlan:
     text_tokens: torch.Tensor
     t3_cond: Any  # a fresh T3Cond (T3 caches the prompt embedding on it)
     cap: int  # at most this many tokens
+    cond_key: tuple[str, float]  # equal keys, equal conditioning: (voice, exaggeration)
 
 
 class StreamState:
@@ -112,7 +113,8 @@ class StreamState:
             cap = min(cap, budget - len(self.raw_tokens))
         self._segment_cap, self._segment_tokens = cap, 0
         t3_cond, _ = self.voice.for_request(self.request.params.exaggeration, self.model.device)
-        return SegmentPlan(self._text_tokens(segment), t3_cond, cap)
+        cond_key = (self.voice.key, self.request.params.exaggeration)
+        return SegmentPlan(self._text_tokens(segment), t3_cond, cap, cond_key)
 
     def accept(self, token: int) -> None:
         self.raw_tokens.append(token)

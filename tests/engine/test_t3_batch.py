@@ -31,26 +31,39 @@ def _text_tokens(model: LoadedModel, key: str) -> torch.Tensor:
     return tokens
 
 
-def _add(batch: _Batch, model: LoadedModel, key: str, params: SamplingParams) -> int:
+def _add(
+    batch: _Batch,
+    model: LoadedModel,
+    key: str,
+    params: SamplingParams,
+    cond_key: Hashable | None = None,
+) -> int:
     voice = builtin_voice(model)
     assert voice is not None
     t3_cond, _ = voice.for_request(0.5, model.device)
     seed = ord(key)
     generator = torch.Generator().manual_seed(seed)
-    return batch.add(key, t3_cond, _text_tokens(model, key), params, generator)
+    return batch.add(key, t3_cond, _text_tokens(model, key), params, generator, cond_key)
 
 
 def _run(
-    model: LoadedModel, batch_type: type[_Batch], params: SamplingParams, schedule: list[str]
+    model: LoadedModel,
+    batch_type: type[_Batch],
+    params: SamplingParams,
+    schedule: list[str],
+    batch: _Batch | None = None,
 ) -> dict[Hashable, tuple[list[int], list[torch.Tensor]]]:
-    """Run a schedule: '+k' adds stream k, '-k' removes it, 's' steps every stream."""
-    batch = batch_type(model.t3, record_logits=True)
+    """Run a schedule: '+k' adds stream k, '-k' removes it, 's' steps every stream; '*k' adds
+    stream k with the voice's conditioning marked as shared (its prefill cached)."""
+    if batch is None:
+        batch = batch_type(model.t3, record_logits=True)
     tokens: dict[Hashable, list[int]] = {}
     logits: dict[Hashable, list[torch.Tensor]] = {}
     for action in schedule:
-        if action.startswith("+"):
+        if action.startswith(("+", "*")):
             key = action[1:]
-            tokens[key] = [_add(batch, model, key, params)]
+            cond_key = "builtin" if action.startswith("*") else None
+            tokens[key] = [_add(batch, model, key, params, cond_key)]
         elif action.startswith("-"):
             key = action[1:]
             logits[key] = batch.rows[batch.keys.index(key)].logits
@@ -119,3 +132,25 @@ def test_each_stream_draws_from_its_own_generator(turbo_model: LoadedModel) -> N
     alone = _run(turbo_model, TurboBatch, TURBO_DEFAULTS, ["+b", "s", "s", "s"])["b"][0]
     beside = _run(turbo_model, TurboBatch, TURBO_DEFAULTS, ["+a", "+b", "s", "s", "s"])["b"][0]
     assert alone == beside
+
+
+@pytest.mark.parametrize("variant", ["turbo", "original"])
+def test_streams_of_one_voice_share_its_prefill_and_keep_their_solo_logits(
+    variant: str, request: pytest.FixtureRequest
+) -> None:
+    model: LoadedModel = request.getfixturevalue(f"{variant}_model")
+    batch_type: type[_Batch] = TurboBatch if variant == "turbo" else OriginalBatch
+    params = TURBO_DEFAULTS if variant == "turbo" else ORIGINAL_DEFAULTS
+    batch = batch_type(model.t3, record_logits=True)
+    together = _run(model, batch_type, params, ["*a", "s", "*b", "s", "s", "*c", "s"], batch)
+    assert batch.prefix_hits == 2  # b and c reused a's conditioning
+    # Solo runs prefill everything from scratch: same tokens, logits equal within rounding.
+    _assert_matches_solo(model, batch_type, params, together)
+
+
+def test_the_prefix_cache_keeps_only_the_most_recent_voices(turbo_model: LoadedModel) -> None:
+    batch = TurboBatch(turbo_model.t3, prefix_cache_size=1)
+    for name, voice_key in (("a", "v1"), ("b", "v2"), ("c", "v1")):
+        _add(batch, turbo_model, name, TURBO_DEFAULTS, voice_key)
+    assert batch.prefix_hits == 0  # v1 was evicted by v2
+    assert len(batch._prefixes) == 1

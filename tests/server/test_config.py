@@ -29,3 +29,11 @@ def test_environment_then_flags() -> None:
 def test_nonsense_limits_are_rejected() -> None:
     with pytest.raises(SystemExit):
         parse_config(["--max-streams", "0"], env={})
+
+
+def test_a_worker_batches_four_streams_by_default_and_admits_as_many() -> None:
+    config = parse_config([], env={})
+    assert (config.max_batch, config.max_streams, config.cpu_kernels) == (4, 4, True)
+    serial = parse_config(["--max-batch", "1", "--no-cpu-kernels"], env={})
+    assert (serial.max_batch, serial.max_streams, serial.cpu_kernels) == (1, 1, False)
+    assert parse_config([], env={"MAX_BATCH": "8", "CPU_KERNELS": "0"}).max_streams == 8

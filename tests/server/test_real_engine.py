@@ -28,7 +28,8 @@ FORM = {"text": "Real engine over HTTP.", "seed": "21", "max_new_tokens": "24", 
 def real_server(
     turbo_model: LoadedModel, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[LiveServer]:
-    config = ServerConfig(voices_dir=tmp_path_factory.mktemp("voices"), max_streams=1)
+    # The serial path (one stream at a time); the batched one is tested below.
+    config = ServerConfig(voices_dir=tmp_path_factory.mktemp("voices"), max_streams=1, max_batch=1)
     engine = StreamingEngine(turbo_model, EngineConfig(first_chunk_tokens=8))
     with LiveServer(create_app(config, lambda: engine)) as live:
         wait_ready(live.url)

@@ -21,8 +21,10 @@ applied to the first chunk only (upstream applies it to every call's output).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,6 +49,7 @@ class NoiseTape:
     """
 
     def __init__(self, seed: int, device: torch.device, dtype: torch.dtype = torch.float32):
+        self.seed = seed
         self._generator = torch.Generator(device="cpu").manual_seed(seed)
         self._device = device
         self._dtype = dtype
@@ -137,6 +140,14 @@ def _meanflow_euler(
     return x
 
 
+@contextlib.contextmanager
+def _seeded_global_rng(seed: int, device: torch.device) -> Iterator[None]:
+    """Run with the global generators seeded, restoring them afterwards."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
 def _crossfade_windows(length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
     # Raised-cosine pair summing to exactly one: the two renderings being joined are nearly
     # identical (the same mel frames), so an equal-gain fade keeps the level constant.
@@ -187,6 +198,7 @@ class Token2WavStreamer:
         self._held_back: torch.Tensor | None = None
         self._finished = False
         self.flow_calls = 0
+        self._vocoder_calls = 0
 
     @property
     def lookahead_tokens(self) -> int:
@@ -277,7 +289,11 @@ class Token2WavStreamer:
             assert self._vocoder_mel_cache is not None and self._vocoder_source_cache is not None
             speech_feat = torch.cat([self._vocoder_mel_cache, new_mel], dim=2)
             cache_source = self._vocoder_source_cache
-        batch_wav, source = hift.inference(speech_feat=speech_feat, cache_source=cache_source)
+        # HiFT draws its excitation noise from the global generator: seeded per call from the
+        # request's seed, a stream's audio never depends on what else ran on the device.
+        with _seeded_global_rng(self.noise.seed * 1_000_003 + self._vocoder_calls, new_mel.device):
+            batch_wav, source = hift.inference(speech_feat=speech_feat, cache_source=cache_source)
+        self._vocoder_calls += 1
         wav: torch.Tensor = batch_wav[0]
         if first:
             # Upstream's trim/fade against spill-over from the voice prompt: first chunk only.

@@ -15,19 +15,17 @@ builds (JIT-compiles) a primitive for every new input length, 70-310 ms per laye
 streamed chunk's length is almost always new: that was most of HiFT's time per chunk. The
 native kernel takes 1-4 ms at any length, with the same results up to summation order.
 
-`prepare_for_cpu` makes both swaps in a module. Inference only: the packed weight is an
-opaque oneDNN tensor with no autograd, so this runs after loading, and never on CUDA (GPU paths
-keep their own kernels).
+`prepare_for_cpu` makes both swaps in a module (the loader packs linear weights straight from
+the checkpoint's tensors). Inference only: the packed weight is an opaque oneDNN tensor with no
+autograd. Never on CUDA (GPU paths keep their own kernels). The two oneDNN entry points are the
+ones PyTorch's own compiler uses on the CPU; they are private, hence `packing_available` checks
+for them (torch is pinned in the lock file) and the loader falls back to upstream's modules.
 """
 
 from __future__ import annotations
 
-import logging
-
 import torch
 from torch import nn
-
-logger = logging.getLogger(__name__)
 
 # oneDNN picks its blocked layout for an expected row count; decode steps have a few rows.
 PACKING_ROWS_HINT = 4

@@ -24,8 +24,12 @@ for them (torch is pinned in the lock file) and the loader falls back to upstrea
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import torch
 from torch import nn
+
+PACKING_THREADS = 2
 
 # oneDNN picks its blocked layout for an expected row count; decode steps have a few rows.
 PACKING_ROWS_HINT = 4
@@ -79,14 +83,20 @@ def prepare_for_cpu(module: nn.Module, state: dict[str, torch.Tensor] | None = N
 def pack_linears(module: nn.Module, state: dict[str, torch.Tensor] | None = None) -> int:
     from transformers.pytorch_utils import Conv1D
 
+    places = [
+        (parent, name, child, f"{prefix}.{name}" if prefix else name)
+        for prefix, parent in list(module.named_modules())
+        for name, child in list(parent.named_children())
+    ]
+    # Reordering reads every weight once (from the memory-mapped checkpoint) and releases the
+    # GIL: two threads keep both cores busy while loading.
+    with ThreadPoolExecutor(max_workers=PACKING_THREADS) as pool:
+        packed = list(pool.map(lambda p: _packed(p[2], Conv1D, p[3], state), places))
     replaced = 0
-    for prefix, parent in list(module.named_modules()):
-        for name, child in list(parent.named_children()):
-            path = f"{prefix}.{name}" if prefix else name
-            packed = _packed(child, Conv1D, path, state)
-            if packed is not None:
-                setattr(parent, name, packed)
-                replaced += 1
+    for (parent, name, _, _), layer in zip(places, packed, strict=True):
+        if layer is not None:
+            setattr(parent, name, layer)
+            replaced += 1
     return replaced
 
 

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
-import soundfile
 
 from tests.balancer.processes import FakeWorker, fake_workers
 from tests.sse import Event, iter_events
@@ -61,11 +58,3 @@ def stream(
             return r, []
         events = list(iter_events(r))
     return r, events
-
-
-def wav_bytes(seconds: float, sample_rate: int = 24000) -> bytes:
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wav = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, wav, sample_rate, format="WAV")
-    return buffer.getvalue()

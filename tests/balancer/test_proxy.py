@@ -11,7 +11,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.balancer.conftest import stream, wav_bytes
+from tests.audio import wav_bytes
+from tests.balancer.conftest import stream
 from tests.balancer.processes import FakeWorker, live_balancer
 from tests.balancer.upstreams import echo, gated_stream, scripted_stream
 from tests.live_server import LiveServer

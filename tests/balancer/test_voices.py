@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.balancer.conftest import wav_bytes
+from tests.audio import wav_bytes
 from tests.balancer.processes import FakeWorker, fake_workers, live_balancer
 from tests.balancer.upstreams import answering
 from tests.live_server import LiveServer

@@ -85,7 +85,7 @@ def test_a_stream_joining_late_and_one_cancelled_leave_the_others_intact(
 def test_regular_synthesis_and_voice_work_through_the_scheduler(
     engine: StreamingEngine, runner: BatchedEngineRunner
 ) -> None:
-    from tests.server.conftest import wav_bytes
+    from tests.audio import wav_bytes
 
     async def scenario() -> None:
         result = await runner.synthesize(_request(7))

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile
 
 from server.app import create_app
 from server.config import ServerConfig
@@ -55,12 +52,4 @@ def wait_ready(url: str, timeout: float = 60) -> None:
     raise TimeoutError("worker never became ready")
 
 
-def wav_bytes(seconds: float, sample_rate: int = 24000) -> bytes:
-    t = np.arange(int(seconds * sample_rate)) / sample_rate
-    wav = (0.3 * np.sin(2 * np.pi * 180 * t)).astype(np.float32)
-    buffer = io.BytesIO()
-    soundfile.write(buffer, wav, sample_rate, format="WAV")
-    return buffer.getvalue()
-
-
-__all__ = ["replace", "serving", "wait_ready", "wav_bytes"]
+__all__ = ["replace", "serving", "wait_ready"]

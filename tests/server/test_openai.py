@@ -10,9 +10,9 @@ import httpx
 import pytest
 import soundfile
 
+from tests.audio import wav_bytes
 from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
-from tests.server.conftest import wav_bytes
 from tests.sse import iter_events
 
 CHUNK_BYTES = 2 * int(0.2 * 24000)

@@ -16,8 +16,9 @@ from server.app import create_app
 from server.config import ServerConfig
 from server.engine.engine import EngineConfig, StreamingEngine
 from server.engine.loading import LoadedModel
+from tests.audio import wav_bytes
 from tests.live_server import LiveServer
-from tests.server.conftest import wait_ready, wav_bytes
+from tests.server.conftest import wait_ready
 from tests.sse import iter_events
 
 pytestmark = pytest.mark.model

@@ -9,9 +9,10 @@ import httpx
 import pytest
 
 from server.config import ServerConfig
+from tests.audio import wav_bytes
 from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
-from tests.server.conftest import replace, serving, wait_ready, wav_bytes
+from tests.server.conftest import replace, serving, wait_ready
 from tests.sse import iter_events
 
 

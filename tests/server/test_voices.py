@@ -5,9 +5,10 @@ from __future__ import annotations
 import httpx
 
 from server.config import ServerConfig
+from tests.audio import wav_bytes
 from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
-from tests.server.conftest import serving, wait_ready, wav_bytes
+from tests.server.conftest import serving, wait_ready
 from tests.sse import iter_events
 
 

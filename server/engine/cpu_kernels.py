@@ -24,6 +24,7 @@ for them (torch is pinned in the lock file) and the loader falls back to upstrea
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import torch
@@ -83,31 +84,36 @@ def prepare_for_cpu(module: nn.Module, state: dict[str, torch.Tensor] | None = N
 def pack_linears(module: nn.Module, state: dict[str, torch.Tensor] | None = None) -> int:
     from transformers.pytorch_utils import Conv1D
 
+    # Reordering reads every weight once (from the memory-mapped checkpoint) and releases the
+    # GIL: two threads keep both cores busy while loading.
+    return _swap_layers(
+        module, lambda child, path: _packed(child, Conv1D, path, state), PACKING_THREADS
+    )
+
+
+def use_native_transposed_convs(module: nn.Module) -> int:
+    return _swap_layers(module, lambda child, _: _native_transposed(child))
+
+
+def _swap_layers(
+    module: nn.Module,
+    replacement: Callable[[nn.Module, str], nn.Module | None],
+    threads: int = 1,
+) -> int:
+    """Put `replacement(child, path)` in place of every layer inside `module` it is given for
+    (path: the layer's state-dict prefix); returns how many layers were replaced."""
     places = [
         (parent, name, child, f"{prefix}.{name}" if prefix else name)
         for prefix, parent in list(module.named_modules())
         for name, child in list(parent.named_children())
     ]
-    # Reordering reads every weight once (from the memory-mapped checkpoint) and releases the
-    # GIL: two threads keep both cores busy while loading.
-    with ThreadPoolExecutor(max_workers=PACKING_THREADS) as pool:
-        packed = list(pool.map(lambda p: _packed(p[2], Conv1D, p[3], state), places))
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        swaps = list(pool.map(lambda place: replacement(place[2], place[3]), places))
     replaced = 0
-    for (parent, name, _, _), layer in zip(places, packed, strict=True):
-        if layer is not None:
-            setattr(parent, name, layer)
+    for (parent, name, _, _), swap in zip(places, swaps, strict=True):
+        if swap is not None:
+            setattr(parent, name, swap)
             replaced += 1
-    return replaced
-
-
-def use_native_transposed_convs(module: nn.Module) -> int:
-    replaced = 0
-    for parent in list(module.modules()):
-        for name, child in list(parent.named_children()):
-            native = _native_transposed(child)
-            if native is not None:
-                setattr(parent, name, native)
-                replaced += 1
     return replaced
 
 
@@ -168,15 +174,14 @@ def _packed(
         transposed = False
     else:
         return None
-    weight = child.weight
+    weight = child.weight if state is None else state.get(f"{path}.weight")
+    if weight is None or weight.dtype != torch.float32 or weight.device.type != "cpu":
+        return None  # left as it is (and, from a checkpoint, loaded as usual)
     bias: object = child.bias
     if state is not None:
-        if f"{path}.weight" not in state:
-            return None
-        weight = state.pop(f"{path}.weight")
-        bias = state.pop(f"{path}.bias") if f"{path}.bias" in state else None
-    if weight.dtype != torch.float32 or weight.device.type != "cpu":
-        return None
+        # Taken out of the checkpoint's tensors: the packed copy replaces the parameters.
+        del state[f"{path}.weight"]
+        bias = state.pop(f"{path}.bias", None)
     return PackedLinear(
         weight.t() if transposed else weight, bias if isinstance(bias, torch.Tensor) else None
     )

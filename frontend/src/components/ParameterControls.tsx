@@ -17,15 +17,45 @@ interface ControlProps {
   onChange: (name: ParamName, value: string) => void;
 }
 
+/** The ids of a parameter's input and of the texts that describe it. */
+function fieldIds(spec: ParamSpec, error: string | undefined) {
+  const input = paramInputId(spec.name);
+  const hint = `${input}-hint`;
+  const errorText = `${input}-error`;
+  return { input, hint, error: errorText, describedBy: error ? `${hint} ${errorText}` : hint };
+}
+
+/** Under every parameter: its hint and allowed range, and its error if it has one. */
+function FieldNotes({
+  spec,
+  ids,
+  error,
+}: {
+  spec: ParamSpec;
+  ids: ReturnType<typeof fieldIds>;
+  error: string | undefined;
+}) {
+  return (
+    <>
+      <p id={ids.hint} className="hint">
+        {spec.hint} <span className="range">({allowedText(spec)})</span>
+      </p>
+      {error && (
+        <p id={ids.error} className="field-error">
+          {error}
+        </p>
+      )}
+    </>
+  );
+}
+
 function Slider({ spec, value, error, onChange }: ControlProps) {
-  const id = paramInputId(spec.name);
-  const hintId = `${id}-hint`;
-  const errorId = `${id}-error`;
+  const ids = fieldIds(spec, error);
+  const id = ids.input;
   const sliderMin = spec.minInclusive ? spec.min : spec.min + spec.step;
   const numeric = Number(value);
   const sliderValue =
     value.trim() !== '' && Number.isFinite(numeric) ? numeric : (spec.defaultValue ?? sliderMin);
-  const describedBy = error ? `${hintId} ${errorId}` : hintId;
   return (
     <div className={`field param${error ? ' has-error' : ''}`}>
       <div className="param-head">
@@ -39,7 +69,7 @@ function Slider({ spec, value, error, onChange }: ControlProps) {
           step={spec.step}
           value={value}
           aria-invalid={error ? true : undefined}
-          aria-describedby={describedBy}
+          aria-describedby={ids.describedBy}
           onChange={(e) => {
             onChange(spec.name, e.target.value);
           }}
@@ -52,27 +82,19 @@ function Slider({ spec, value, error, onChange }: ControlProps) {
         max={spec.max}
         step={spec.step}
         value={sliderValue}
-        aria-describedby={describedBy}
+        aria-describedby={ids.describedBy}
         onChange={(e) => {
           onChange(spec.name, e.target.value);
         }}
       />
-      <p id={hintId} className="hint">
-        {spec.hint} <span className="range">({allowedText(spec)})</span>
-      </p>
-      {error && (
-        <p id={errorId} className="field-error">
-          {error}
-        </p>
-      )}
+      <FieldNotes spec={spec} ids={ids} error={error} />
     </div>
   );
 }
 
 function NumberField({ spec, value, error, onChange }: ControlProps) {
-  const id = paramInputId(spec.name);
-  const hintId = `${id}-hint`;
-  const errorId = `${id}-error`;
+  const ids = fieldIds(spec, error);
+  const id = ids.input;
   return (
     <div className={`field${error ? ' has-error' : ''}`}>
       <label htmlFor={id}>{spec.label}</label>
@@ -83,19 +105,12 @@ function NumberField({ spec, value, error, onChange }: ControlProps) {
         placeholder="server default"
         value={value}
         aria-invalid={error ? true : undefined}
-        aria-describedby={error ? `${hintId} ${errorId}` : hintId}
+        aria-describedby={ids.describedBy}
         onChange={(e) => {
           onChange(spec.name, e.target.value);
         }}
       />
-      <p id={hintId} className="hint">
-        {spec.hint} <span className="range">({allowedText(spec)})</span>
-      </p>
-      {error && (
-        <p id={errorId} className="field-error">
-          {error}
-        </p>
-      )}
+      <FieldNotes spec={spec} ids={ids} error={error} />
     </div>
   );
 }

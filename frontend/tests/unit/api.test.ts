@@ -80,6 +80,19 @@ function recorder() {
   return { seen, callbacks };
 }
 
+type FetchLike = (url: unknown, init?: RequestInit) => Promise<Response>;
+
+/** Streams `{ text: 'x' }` from an API whose fetch is `fetch`: the outcome and what was seen. */
+async function streamFrom(fetch: FetchLike, options: { idleTimeoutMs?: number } = {}) {
+  const { seen, callbacks } = recorder();
+  const outcome = await createChatterboxAPI({ fetch: vi.fn(fetch), ...options }).synthesizeStream(
+    { text: 'x' },
+    undefined,
+    callbacks,
+  ).finished;
+  return { outcome, seen };
+}
+
 afterEach(() => {
   vi.useRealTimers();
 });
@@ -118,7 +131,7 @@ describe('chatterboxAPI.synthesizeStream', () => {
   });
 
   it('reports a 422 field error in plain words', async () => {
-    const fetch = vi.fn(() =>
+    const { outcome, seen } = await streamFrom(() =>
       Promise.resolve(
         jsonResponse(422, {
           error: 'temperature is 9; it must be a number in (0, 5]',
@@ -127,12 +140,6 @@ describe('chatterboxAPI.synthesizeStream', () => {
         }),
       ),
     );
-    const { seen, callbacks } = recorder();
-    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream(
-      { text: 'x' },
-      undefined,
-      callbacks,
-    ).finished;
     expect(outcome).toBe('error');
     expect(seen.errors[0]?.message).toBe('Temperature must be a number in (0, 5].');
     expect(seen.errors[0]?.field).toBe('temperature');
@@ -140,29 +147,17 @@ describe('chatterboxAPI.synthesizeStream', () => {
   });
 
   it('reports 503 busy with the Retry-After delay, and loading distinctly', async () => {
-    const busy = vi.fn(() =>
+    const a = await streamFrom(() =>
       Promise.resolve(jsonResponse(503, { error: 'server busy' }, { 'retry-after': '2' })),
     );
-    const a = recorder();
-    await createChatterboxAPI({ fetch: busy }).synthesizeStream(
-      { text: 'x' },
-      undefined,
-      a.callbacks,
-    ).finished;
     expect(a.seen.errors[0]?.message).toBe('The server is busy, try again in 2 seconds.');
     expect(a.seen.errors[0]?.kind).toBe('busy');
 
-    const loading = vi.fn(() =>
+    const b = await streamFrom(() =>
       Promise.resolve(
         jsonResponse(503, { error: 'the model is still loading' }, { 'retry-after': '5' }),
       ),
     );
-    const b = recorder();
-    await createChatterboxAPI({ fetch: loading }).synthesizeStream(
-      { text: 'x' },
-      undefined,
-      b.callbacks,
-    ).finished;
     expect(b.seen.errors[0]?.kind).toBe('loading');
     expect(b.seen.errors[0]?.message).toBe(
       'The speech model is still loading, try again in 5 seconds.',
@@ -172,13 +167,9 @@ describe('chatterboxAPI.synthesizeStream', () => {
   it('reports an error event mid-stream after the chunks before it', async () => {
     const text =
       sseEvent('audio_chunk', chunk(1)) + sseEvent('error', { error: 'synthesis failed: boom' });
-    const fetch = vi.fn(() => Promise.resolve(sseResponse(streamBody(text))));
-    const { seen, callbacks } = recorder();
-    const outcome = await createChatterboxAPI({ fetch }).synthesizeStream(
-      { text: 'x' },
-      undefined,
-      callbacks,
-    ).finished;
+    const { outcome, seen } = await streamFrom(() =>
+      Promise.resolve(sseResponse(streamBody(text))),
+    );
     expect(outcome).toBe('error');
     expect(seen.chunks).toHaveLength(1);
     expect(seen.errors.map((e) => e.message)).toEqual([
@@ -188,24 +179,17 @@ describe('chatterboxAPI.synthesizeStream', () => {
 
   it('reports a stream that ends without done, or breaks', async () => {
     for (const failAtEnd of [false, true]) {
-      const fetch = vi.fn(() =>
+      const { outcome, seen } = await streamFrom(() =>
         Promise.resolve(sseResponse(streamBody(sseEvent('audio_chunk', chunk(1)), 50, failAtEnd))),
       );
-      const { seen, callbacks } = recorder();
-      expect(
-        await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-          .finished,
-      ).toBe('error');
+      expect(outcome).toBe('error');
       expect(seen.errors).toHaveLength(1);
       expect(seen.errors[0]?.kind).toBe(failAtEnd ? 'network' : 'stream');
     }
   });
 
   it('reports an unreachable server', async () => {
-    const fetch = vi.fn(() => Promise.reject(new TypeError('Failed to fetch')));
-    const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-      .finished;
+    const { seen } = await streamFrom(() => Promise.reject(new TypeError('Failed to fetch')));
     expect(seen.errors[0]?.kind).toBe('network');
     expect(seen.errors[0]?.message).toMatch(/Could not reach the server/);
   });
@@ -240,7 +224,7 @@ describe('chatterboxAPI.synthesizeStream', () => {
   });
 
   it('gives up on a silent server after the idle timeout', async () => {
-    const fetch = vi.fn((_url: unknown, init?: RequestInit) => {
+    const silent: FetchLike = (_url, init) => {
       const body = new ReadableStream<Uint8Array>({
         start(controller) {
           init?.signal?.addEventListener('abort', () => {
@@ -249,34 +233,23 @@ describe('chatterboxAPI.synthesizeStream', () => {
         },
       });
       return Promise.resolve(sseResponse(body));
-    });
-    const { seen, callbacks } = recorder();
-    const outcome = await createChatterboxAPI({ fetch, idleTimeoutMs: 50 }).synthesizeStream(
-      { text: 'x' },
-      undefined,
-      callbacks,
-    ).finished;
+    };
+    const { outcome, seen } = await streamFrom(silent, { idleTimeoutMs: 50 });
     expect(outcome).toBe('error');
     expect(seen.errors[0]?.kind).toBe('timeout');
   });
 
   it('refuses a reply that is not an event stream', async () => {
-    const fetch = vi.fn(() =>
+    const { seen } = await streamFrom(() =>
       Promise.resolve(new Response('<html>', { headers: { 'content-type': 'text/html' } })),
     );
-    const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-      .finished;
     expect(seen.errors[0]?.message).toBe('The server did not answer with an audio stream.');
   });
 
   it('reports a malformed event as a stream error', async () => {
-    const fetch = vi.fn(() =>
+    const { seen } = await streamFrom(() =>
       Promise.resolve(sseResponse(streamBody('event: audio_chunk\ndata: {not json\n\n'))),
     );
-    const { seen, callbacks } = recorder();
-    await createChatterboxAPI({ fetch }).synthesizeStream({ text: 'x' }, undefined, callbacks)
-      .finished;
     expect(seen.errors[0]?.kind).toBe('stream');
   });
 });

@@ -3,8 +3,10 @@
 For 1, 2, 4 and 8 concurrent streams (all submitted at once, each `--tokens` speech tokens),
 prints aggregate generated audio seconds per wall second and time to first audio p50/p95, for
 the batch scheduler and for the serial baseline. With --json writes the figures, including
-`throughput_ratio_4` (4-stream batched throughput / single-stream throughput); with --plot a
-PNG of throughput and time to first audio against concurrency.
+`throughput_ratio_4` (4-stream batched throughput / single-stream throughput) and
+`t3_bound_throughput_ratio_4` (the same ratio counting only T3's time, i.e. what it would be if
+token-to-wave were free: the ceiling batching T3 can reach on this device); with --plot a PNG
+of throughput and time to first audio against concurrency.
 
     python scripts/bench_concurrency.py [--ckpt-dir DIR] [--json out.json] [--plot out.png]
 """
@@ -25,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from server.engine.__main__ import default_device, random_checkpoint
 from server.engine.batch_scheduler import DeviceTime
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import (
     SAMPLE_RATE,
     EngineConfig,
@@ -98,6 +101,17 @@ async def _level(runner: EngineRunner, streams: int, tokens: int) -> dict[str, f
     }
 
 
+def t3_bound_ratio(one: dict[str, float], four: dict[str, float]) -> float | None:
+    """throughput_ratio_4 as it would be if token-to-wave cost nothing: each level's audio over
+    its T3 time alone (prefill + batched steps), from the same run. An upper bound on what
+    batching T3 can give on this device."""
+    t3_one = one.get("prefill_s", 0.0) + one.get("decode_s", 0.0)
+    t3_four = four.get("prefill_s", 0.0) + four.get("decode_s", 0.0)
+    if not t3_one or not t3_four:
+        return None
+    return round((four["audio_s"] / t3_four) / (one["audio_s"] / t3_one), 3)
+
+
 def _plot(figures: dict[str, Any], path: Path) -> None:
     import matplotlib
 
@@ -144,13 +158,15 @@ def main(argv: list[str] | None = None) -> int:
     levels = [int(x) for x in args.levels.split(",")]
 
     ckpt = args.ckpt_dir or random_checkpoint(ModelVariant.TURBO)
-    model = load_model(ModelVariant.TURBO, ckpt, args.device)
+    # As in the worker, one thread loads the model and runs all of its work.
+    device = DeviceThread()
+    model = device.run(lambda: load_model(ModelVariant.TURBO, ckpt, args.device))
     engine = StreamingEngine(model, EngineConfig(watermark=False))
 
     async def run_all() -> dict[str, list[dict[str, float]]]:
         out: dict[str, list[dict[str, float]]] = {"batched": [], "serial": []}
-        batched = BatchedEngineRunner(engine, max_batch=max(levels))
-        serial = EngineRunner(engine)
+        batched = BatchedEngineRunner(engine, max_batch=max(levels), device=device)
+        serial = EngineRunner(engine, device)
         # Both runners have served the voice before (as a running server has): kernels are
         # warm and the batch holds the voice's conditioning prefill.
         for runner in (batched, serial):
@@ -162,6 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(mode, figures, flush=True)
         batched.close()
         serial.close()
+        device.close()
         return out
 
     results = asyncio.run(run_all())
@@ -174,6 +191,9 @@ def main(argv: list[str] | None = None) -> int:
         figures["ttfa_p95_ratio_4"] = round(
             by_streams[4]["ttfa_p95_s"] / by_streams[1]["ttfa_p95_s"], 3
         )
+        bound = t3_bound_ratio(by_streams[1], by_streams[4])
+        if bound is not None:
+            figures["t3_bound_throughput_ratio_4"] = bound
     print(json.dumps({k: v for k, v in figures.items() if "ratio" in k}))
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")

@@ -14,6 +14,7 @@ import torch
 from server.admission import Admission
 from server.config import ServerConfig
 from server.engine.conditionals import VoiceConditionals
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import SpeechEngine, StreamingEngine
 from server.engine.runner import BatchedEngineRunner, EngineRunner, PreparedPrompt
 from server.forms import FieldError, SpeechFields
@@ -48,17 +49,19 @@ class Worker:
         self.device_name = config.device
         self.started = time.time()
         self._engine_factory = engine_factory
+        # Loads the model and then runs all of its work (device_thread.py says why one).
+        self.device = DeviceThread()
 
     async def load(self) -> None:
         """Build the engine off the event loop; /health answers `loading` meanwhile."""
         started = time.perf_counter()
         try:
-            engine = await asyncio.to_thread(self._engine_factory)
+            engine = await self.device.run_async(self._engine_factory)
         except Exception as exc:
             logger.exception("model failed to load")
             self.status, self.error = WorkerStatus.FAILED, f"{type(exc).__name__}: {exc}"
             return
-        self.runner = make_runner(engine, self.config.max_batch)
+        self.runner = make_runner(engine, self.config.max_batch, self.device)
         self.model_name, self.device_name = engine.model_name, engine.device_name
         self.status = WorkerStatus.READY
         logger.info(
@@ -104,12 +107,13 @@ class Worker:
     def close(self) -> None:
         if self.runner is not None:
             self.runner.close()
+        self.device.close()
 
 
-def make_runner(engine: SpeechEngine, max_batch: int) -> EngineRunner:
+def make_runner(engine: SpeechEngine, max_batch: int, device: DeviceThread) -> EngineRunner:
     if max_batch > 1 and isinstance(engine, StreamingEngine):
-        return BatchedEngineRunner(engine, max_batch)
-    return EngineRunner(engine)
+        return BatchedEngineRunner(engine, max_batch, device)
+    return EngineRunner(engine, device)
 
 
 class VoiceSelection:

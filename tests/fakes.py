@@ -67,6 +67,7 @@ class FakeEngine:
     requests: list[SynthesisRequest] = field(default_factory=list)
     produced: int = 0  # chunks made, across requests
     cancelled: int = 0
+    threads: set[int] = field(default_factory=set)  # threads that generated
     _voices: FakeVoices = field(default_factory=FakeVoices)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -87,6 +88,7 @@ class FakeEngine:
             raise ValueError("text is empty")
         with self.lock:
             self.requests.append(request)
+            self.threads.add(threading.get_ident())
         started = request.started_at or time.perf_counter()
         samples = int(self.chunk_seconds * SAMPLE_RATE)
         first = 0.0

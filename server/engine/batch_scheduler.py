@@ -1,9 +1,11 @@
-"""Serves every stream of one device from one thread, all T3 decoding batched.
+"""Serves every stream of one device on its device thread, all T3 decoding batched.
 
-Each loop iteration: run queued one-off model work (voice prompts), admit waiting streams up
-to `max_batch` (each prefilled on its own), advance every admitted stream by one token in a
-single batched T3 forward, then do at most one piece of token-to-wave work, for the stream
-whose listener has the least audio buffered, so no stream starves and first chunks come
+The scheduler's loop runs on the `DeviceThread` while there are streams and hands the thread
+back when none are left (other model work for the device, queued behind it, runs on the same
+thread). Each loop iteration: run queued one-off model work (voice prompts), admit waiting
+streams up to `max_batch` (each prefilled on its own), advance every admitted stream by one
+token in a single batched T3 forward, then do at most one piece of token-to-wave work, for the
+stream whose listener has the least audio buffered, so no stream starves and first chunks come
 early. A stream that is cancelled leaves the batch at the next step; the others carry on.
 """
 
@@ -19,6 +21,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import StreamingEngine
 from server.engine.loading import ModelVariant
 from server.engine.schema import AudioChunk, Cancelled, SynthesisRequest, SynthesisResult
@@ -74,18 +77,19 @@ class DeviceTime:
 class BatchScheduler:
     engine: StreamingEngine
     max_batch: int
+    device: DeviceThread
     _inbox: queue.Queue[_Job | _Call | None] = field(default_factory=queue.Queue)
     _waiting: list[_Job] = field(default_factory=list)
     _active: dict[Hashable, _Job] = field(default_factory=dict)
     _keys: itertools.count[int] = field(default_factory=itertools.count)
     device_time: DeviceTime = field(default_factory=DeviceTime)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _running: bool = False  # the loop is on the device thread, or queued there
 
     def __post_init__(self) -> None:
         model = self.engine.model
         batch_type = TurboBatch if model.variant is ModelVariant.TURBO else OriginalBatch
         self._batch: _Batch = batch_type(model.t3)
-        self._thread = threading.Thread(target=self._loop, name="batch-scheduler", daemon=True)
-        self._thread.start()
 
     @property
     def active(self) -> int:
@@ -95,16 +99,38 @@ class BatchScheduler:
         self, request: SynthesisRequest, emit: Emit, cancel: threading.Event, streaming: bool
     ) -> None:
         self._inbox.put(_Job(request, streaming, emit, cancel, next(self._keys)))
+        self._wake()
 
     def call(self, work: Callable[[], Any], emit: Emit) -> None:
         self._inbox.put(_Call(work, emit))
+        self._wake()
 
     def close(self) -> None:
+        """Stop serving; the device thread's owner closes the thread."""
         self._inbox.put(None)
-        self._thread.join(timeout=30)
+        self._wake()
+
+    def _wake(self) -> None:
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+        self.device.submit(self._loop)
+
+    def _idle(self) -> bool:
+        """True (and the loop marked stopped) when there is nothing at all to do."""
+        if self._active or self._waiting:
+            return False
+        with self._lock:
+            # Anything put in the inbox after this check finds `_running` False and wakes
+            # a new loop.
+            if self._inbox.empty():
+                self._running = False
+                return True
+        return False
 
     def _loop(self) -> None:
-        while self._take_inbox(block=not self._active and not self._waiting):
+        while self._take_inbox() and not self._idle():
             try:
                 self._drop_cancelled()
                 self._admit()
@@ -117,10 +143,10 @@ class BatchScheduler:
                     self._fail(job, exc)
                 self._waiting.clear()
 
-    def _take_inbox(self, block: bool) -> bool:
-        """Move new work in (waiting for some when idle); False once closed."""
+    def _take_inbox(self) -> bool:
+        """Move new work in; False once closed."""
         try:
-            item = self._inbox.get(block=block)
+            item = self._inbox.get_nowait()
         except queue.Empty:
             return True
         while True:

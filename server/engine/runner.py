@@ -1,9 +1,9 @@
 """Puts a `StreamingEngine` behind asyncio without ever blocking the event loop.
 
-All model work runs on one dedicated thread per engine (so exactly one inference uses the
-device at a time); chunks cross to the loop with `call_soon_threadsafe`. When the consumer
-stops early (client gone), the generation is told to stop and the device is released before
-the consumer's clean-up finishes.
+All model work runs on the device's one thread (`DeviceThread`), so exactly one inference uses
+the device at a time, on the thread that loaded the model; chunks cross to the loop with
+`call_soon_threadsafe`. When the consumer stops early (client gone), the generation is told to
+stop and the device is released before the consumer's clean-up finishes.
 """
 
 from __future__ import annotations
@@ -12,12 +12,13 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import AsyncGenerator, Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from server.engine.batch_scheduler import DONE, BatchScheduler, DeviceTime
 from server.engine.conditionals import VoiceConditionals, audio_key
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import (
     AudioChunk,
     Cancelled,
@@ -56,9 +57,12 @@ class PreparedPrompt:
 
 
 class EngineRunner:
-    def __init__(self, engine: SpeechEngine):
+    def __init__(self, engine: SpeechEngine, device: DeviceThread | None = None):
+        """`device`: the thread the engine's model was loaded on (None: a thread of its own,
+        closed with the runner)."""
         self.engine = engine
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._owns_device = device is None
+        self._device = device or DeviceThread("engine")
         self._holding = False
 
     @property
@@ -82,7 +86,7 @@ class EngineRunner:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _END)
 
-        job = self._executor.submit(self._holding_device(produce))
+        job = self._device.submit(self._holding_device(produce))
         try:
             while True:
                 item = await queue.get()
@@ -125,7 +129,7 @@ class EngineRunner:
         return await self._call(work, None)
 
     async def _call(self, work: Callable[[], T], cancel: threading.Event | None) -> T:
-        job = self._executor.submit(self._holding_device(work))
+        job = self._device.submit(self._holding_device(work))
         try:
             return await asyncio.shield(asyncio.wrap_future(job))
         except asyncio.CancelledError:
@@ -145,15 +149,16 @@ class EngineRunner:
         return run
 
     def close(self) -> None:
-        self._executor.shutdown(wait=True, cancel_futures=True)
+        if self._owns_device:
+            self._device.close()
 
 
 class BatchedEngineRunner(EngineRunner):
     """The same interface, every stream of the device decoded together (`BatchScheduler`)."""
 
-    def __init__(self, engine: StreamingEngine, max_batch: int):
-        super().__init__(engine)
-        self._scheduler = BatchScheduler(engine, max_batch)
+    def __init__(self, engine: StreamingEngine, max_batch: int, device: DeviceThread | None = None):
+        super().__init__(engine, device)
+        self._scheduler = BatchScheduler(engine, max_batch, self._device)
 
     @property
     def busy(self) -> bool:

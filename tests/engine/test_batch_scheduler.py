@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import AsyncGenerator, Iterator
+from typing import Any
 
 import numpy as np
 import pytest
 
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import AudioChunk, EngineConfig, StreamingEngine, SynthesisRequest
 from server.engine.loading import LoadedModel
-from server.engine.runner import BatchedEngineRunner
+from server.engine.runner import BatchedEngineRunner, EngineRunner
 from server.engine.sampling import TURBO_DEFAULTS
 
 pytestmark = pytest.mark.model
@@ -97,3 +100,37 @@ def test_regular_synthesis_and_voice_work_through_the_scheduler(
         assert chunks[-1].is_last
 
     asyncio.run(scenario())
+
+
+def test_scheduler_works_on_the_device_thread_and_hands_it_back(
+    engine: StreamingEngine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    device = DeviceThread()
+    batched = BatchedEngineRunner(engine, max_batch=4, device=device)
+    serial = EngineRunner(engine, device)
+    started_on: set[int] = set()
+    start = engine.start
+
+    def recording_start(*args: Any, **kwargs: Any) -> Any:
+        started_on.add(threading.get_ident())
+        return start(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "start", recording_start)
+
+    async def scenario() -> list[list[AudioChunk]]:
+        both = await asyncio.gather(
+            _collect(batched.stream(_request(8))), _collect(serial.stream(_request(9)))
+        )
+        return [*both, await _collect(batched.stream(_request(10)))]
+
+    try:
+        results = asyncio.run(scenario())
+        # Idle again, the scheduler has given the thread back: other work runs on it at once.
+        device_thread = device.submit(threading.get_ident).result(timeout=10)
+    finally:
+        batched.close()
+        serial.close()
+        device.close()
+    assert started_on == {device_thread}
+    for seed, chunks in zip((8, 9, 10), results, strict=True):
+        _check_alone_equal(engine, seed, chunks)

@@ -4,9 +4,10 @@
 
 Starts two fake workers that send one audio event every 100 ms (100 ms of 24 kHz 16-bit PCM,
 base64, like the real worker), the balancer (`python -m balancer`) and nginx (Debian package;
-its own config in a temporary directory, loopback only), all on this machine. For each number
-of concurrent streams it runs the same streams straight to the workers, through the balancer
-and through nginx, and measures:
+its own config in a temporary directory, loopback only) and, as the floor for any proxy written
+in Python, a bare asyncio TCP relay (no HTTP at all), all on this machine. For each number of
+concurrent streams it runs the same streams straight to the workers, through the balancer,
+through nginx and through the relay, and measures:
 
 - time to first event: from sending the request to reading the first audio event;
 - per-event latency: from the worker writing an event (its timestamp is in the event) to the
@@ -27,6 +28,7 @@ import argparse
 import asyncio
 import base64
 import contextlib
+import itertools
 import json
 import os
 import random
@@ -57,6 +59,8 @@ OPEN_FILES = 65536
 GOAL_ADDED_P50_MS = 2.0
 GOAL_STREAMS = 500
 GOAL_NGINX_RATIO = 1.5
+# "tcp-relay" is a reference, not a product: the least any Python proxy can add (see run_relay).
+TARGETS = ("direct", "balancer", "nginx", "tcp-relay")
 EVENT_RE = re.compile(rb'"chunk_id": (\d+), "sent_ns": (\d+)')
 
 
@@ -141,6 +145,35 @@ class FakeWorker:
 async def run_worker(port: int, interval: float, chunks: int, chunk_bytes: int) -> None:
     worker = FakeWorker(interval, chunks, chunk_bytes)
     server = await asyncio.start_server(worker.serve, "127.0.0.1", port, backlog=4096)
+    async with server:
+        await server.serve_forever()
+
+
+# --- the floor: a bare byte relay in Python -----------------------------------------------
+
+
+async def run_relay(port: int, upstream_ports: Sequence[int]) -> None:
+    """A TCP relay (no HTTP at all: bytes in, bytes out, each connection to the next port in
+    turn) on the same asyncio loop: what any Python proxy pays per event at the least."""
+    turn = itertools.cycle(upstream_ports)
+
+    async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+        try:
+            while data := await source.read(65536):
+                sink.write(data)
+                await sink.drain()
+        except ConnectionError:
+            pass
+        finally:
+            sink.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", next(turn))
+        for sock in (writer, up_writer):
+            sock.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=4096)
     async with server:
         await server.serve_forever()
 
@@ -370,10 +403,15 @@ def processes(worker_count: int, chunks: int, chunk_bytes: int) -> Iterator[dict
             subprocess.Popen([nginx, "-c", str(conf), "-p", str(tmp), "-e", str(tmp / "error.log")])
         )
         wait_http(f"http://127.0.0.1:{nginx_port}/health")
+        relay_port = free_port()
+        relay = [sys.executable, str(Path(__file__).resolve()), "relay", "--port", str(relay_port)]
+        started.append(subprocess.Popen([*relay, "--to", ",".join(map(str, worker_ports))]))
+        wait_http(f"http://127.0.0.1:{relay_port}/health")
         yield {
             "direct": worker_ports,
             "balancer": [balancer_port],
             "nginx": [nginx_port],
+            "tcp-relay": [relay_port],
             "nginx_version": subprocess.run(
                 [nginx, "-v"], capture_output=True, text=True, check=False
             ).stderr.strip(),
@@ -464,7 +502,7 @@ async def run_levels(
 ) -> list[Measurement]:
     results = []
     for streams in levels:
-        for target in ("direct", "balancer", "nginx"):
+        for target in TARGETS:
             # Warm up: a long-running proxy has its upstream connections open already.
             await measure(target, ports[target], streams, WARMUP_CHUNKS)
             await asyncio.sleep(0.5)
@@ -488,6 +526,9 @@ def main(argv: list[str] | None = None) -> int:
     serve.add_argument("--interval", type=float, default=EVENT_INTERVAL_S)
     serve.add_argument("--chunks", type=int, default=CHUNKS_PER_STREAM)
     serve.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES)
+    relay = sub.add_parser("relay", help="run the bare TCP relay (used by the benchmark itself)")
+    relay.add_argument("--port", type=int, required=True)
+    relay.add_argument("--to", required=True, help="upstream ports, comma-separated")
     parser.add_argument("--levels", default="1,100,500", help="concurrent streams, comma-separated")
     parser.add_argument("--chunks", type=int, default=CHUNKS_PER_STREAM, help="events per stream")
     parser.add_argument("--chunk-bytes", type=int, default=CHUNK_BYTES)
@@ -496,6 +537,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "worker":
         asyncio.run(run_worker(args.port, args.interval, args.chunks, args.chunk_bytes))
+        return 0
+    if args.command == "relay":
+        asyncio.run(run_relay(args.port, [int(p) for p in args.to.split(",")]))
         return 0
     raise_open_file_limit()
     levels = [int(x) for x in args.levels.split(",")]

@@ -1,12 +1,13 @@
 """Concurrent streams on one device: batched T3 decoding vs one stream at a time, in one run.
 
-For 1, 2, 4 and 8 concurrent streams (all submitted at once, each `--tokens` speech tokens),
-prints aggregate generated audio seconds per wall second and time to first audio p50/p95, for
-the batch scheduler and for the serial baseline. With --json writes the figures, including
-`throughput_ratio_4` (4-stream batched throughput / single-stream throughput) and
-`t3_bound_throughput_ratio_4` (the same ratio counting only T3's time, i.e. what it would be if
-token-to-wave were free: the ceiling batching T3 can reach on this device); with --plot a PNG
-of throughput and time to first audio against concurrency.
+For 1, 2, 4 and 8 concurrent streams (all submitted at once, each `--tokens` speech tokens;
+each level run `--repeats` times, medians reported), prints aggregate generated audio seconds
+per wall second and time to first audio p50/p95, for the batch scheduler and for the serial
+baseline. With --json writes the figures, including `throughput_ratio_4` (4-stream batched
+throughput / single-stream throughput) and `t3_bound_throughput_ratio_4` (the same ratio
+counting only T3's time, i.e. what it would be if token-to-wave were free: the ceiling that
+batching T3 can reach on this device); with --plot a PNG of throughput and time to first audio
+against concurrency.
 
     python scripts/bench_concurrency.py [--ckpt-dir DIR] [--json out.json] [--plot out.png]
 """
@@ -101,6 +102,11 @@ async def _level(runner: EngineRunner, streams: int, tokens: int) -> dict[str, f
     }
 
 
+def median_figures(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Each figure's median over repeated runs of one level."""
+    return {key: statistics.median(run[key] for run in runs) for key in runs[0]}
+
+
 def t3_bound_ratio(one: dict[str, float], four: dict[str, float]) -> float | None:
     """throughput_ratio_4 as it would be if token-to-wave cost nothing: each level's audio over
     its T3 time alone (prefill + batched steps), from the same run. An upper bound on what
@@ -141,7 +147,10 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
         axis.set_ylim(bottom=0)
         axis.grid(alpha=0.3)
         axis.legend()
-    fig.suptitle(f"{figures['device']}, {figures['tokens']} tokens per stream")
+    fig.suptitle(
+        f"{figures['device']}, {figures['tokens']} tokens per stream, "
+        f"median of {figures['repeats']} runs"
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
@@ -152,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=default_device())
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
@@ -171,18 +181,29 @@ def main(argv: list[str] | None = None) -> int:
         # warm and the batch holds the voice's conditioning prefill.
         for runner in (batched, serial):
             await _one_stream(runner, 1, 20, time.perf_counter())
-        for streams in levels:
-            for mode, runner in (("batched", batched), ("serial", serial)):
-                figures = await _level(runner, streams, args.tokens)
-                out[mode].append(figures)
-                print(mode, figures, flush=True)
+        runs: dict[tuple[str, int], list[dict[str, float]]] = {}
+        # Repeats go round every level in turn, so a noisy minute spoils one run of each
+        # figure, not all runs of one.
+        for _ in range(args.repeats):
+            for streams in levels:
+                for mode, runner in (("batched", batched), ("serial", serial)):
+                    figures = await _level(runner, streams, args.tokens)
+                    runs.setdefault((mode, streams), []).append(figures)
+                    print(mode, figures, flush=True)
+        for (mode, _streams), measured in runs.items():
+            out[mode].append(median_figures(measured))
         batched.close()
         serial.close()
         device.close()
         return out
 
     results = asyncio.run(run_all())
-    figures: dict[str, Any] = {"device": args.device, "tokens": args.tokens, **results}
+    figures: dict[str, Any] = {
+        "device": args.device,
+        "tokens": args.tokens,
+        "repeats": args.repeats,
+        **results,
+    }
     by_streams = {r["streams"]: r for r in results["batched"]}
     if 1 in by_streams and 4 in by_streams:
         figures["throughput_ratio_4"] = round(

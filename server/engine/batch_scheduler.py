@@ -232,20 +232,25 @@ class BatchScheduler:
         assert job.state is not None
         try:
             with self.device_time.timing("vocode"):
-                self._emit_audio(job)
+                finished = self._emit_audio(job)
         except Exception as exc:
             self._fail(job, exc)
+            return
+        # Only now, so the time of the last chunk is on the books when its consumer ends.
+        if finished:
+            self._finish(job)
 
-    def _emit_audio(self, job: _Job) -> None:
+    def _emit_audio(self, job: _Job) -> bool:
+        """The job's next audio; True when that was all of it."""
         assert job.state is not None
         if not job.streaming:
             job.emit(job.state.whole())
-            self._finish(job)
-        elif job.t3_done:
+            return True
+        if job.t3_done:
             job.emit(job.state.last_chunk())
-            self._finish(job)
-        else:
-            job.emit(job.state.next_chunk())
+            return True
+        job.emit(job.state.next_chunk())
+        return False
 
     def _drop_cancelled(self) -> None:
         for job in [j for j in self._waiting if j.cancel.is_set()]:

@@ -6,7 +6,9 @@ thread). Each loop iteration: run queued one-off model work (voice prompts), adm
 streams up to `max_batch` (each prefilled on its own), advance every admitted stream by one
 token in a single batched T3 forward, then do at most one piece of token-to-wave work, for the
 stream whose listener has the least audio buffered, so no stream starves and first chunks come
-early. A stream that is cancelled leaves the batch at the next step; the others carry on.
+early. Other streams whose chunks are due and have the same shape join that stream's flow call
+(one batched call, Turbo only): streams that start together get their first chunks together.
+A stream that is cancelled leaves the batch at the next step; the others carry on.
 """
 
 from __future__ import annotations
@@ -25,7 +27,12 @@ from server.engine.device_thread import DeviceThread
 from server.engine.engine import StreamingEngine
 from server.engine.loading import ModelVariant
 from server.engine.schema import AudioChunk, Cancelled, SynthesisRequest, SynthesisResult
-from server.engine.stream_state import SegmentPlan, StreamState
+from server.engine.stream_state import (
+    SegmentPlan,
+    StreamState,
+    last_chunks_together,
+    next_chunks_together,
+)
 from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
 
 logger = logging.getLogger(__name__)
@@ -62,6 +69,8 @@ class DeviceTime:
     vocode_s: float = 0.0  # S3Gen + HiFT (token-to-wave)
     decode_steps: int = 0
     decoded_tokens: int = 0  # summed over the streams of each step
+    shared_flow_calls: int = 0  # flow calls that made several streams' chunks
+    shared_flow_chunks: int = 0  # the chunks they made
 
     @contextmanager
     def timing(self, phase: str) -> Iterator[None]:
@@ -228,8 +237,12 @@ class BatchScheduler:
         ]
         if not due:
             return
-        job = min(due, key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
-        assert job.state is not None
+        due.sort(key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
+        job = due[0]
+        group = self._chunk_group(job, due[1:])
+        if len(group) > 1:
+            self._emit_together(group)
+            return
         try:
             with self.device_time.timing("vocode"):
                 finished = self._emit_audio(job)
@@ -239,6 +252,59 @@ class BatchScheduler:
         # Only now, so the time of the last chunk is on the books when its consumer ends.
         if finished:
             self._finish(job)
+
+    def _chunk_group(self, job: _Job, others: list[_Job]) -> list[_Job]:
+        """`job` and the other due streams whose chunk can share its flow call: the same
+        prompt length, and `job`'s tokens make a full chunk for them too (last chunks: the
+        same number of tokens)."""
+        state = job.state
+        if not (self.engine.model.meanflow and job.streaming and state is not None):
+            return [job]
+        prompt = state.streamer.prompt_tokens()
+        if job.t3_done:
+            count = state.last_chunk_tokens()
+
+            def fits(other: StreamState) -> bool:
+                return other.last_chunk_tokens() == count
+        else:
+            count = state.pending_tokens()
+
+            def fits(other: StreamState) -> bool:
+                return other.hop() <= count <= other.pending_tokens()
+
+        group = [job]
+        for other in others:
+            if len(group) == self.max_batch or count == 0:
+                break
+            if (
+                other.streaming
+                and other.t3_done == job.t3_done
+                and other.state is not None
+                and other.state.streamer.prompt_tokens() == prompt
+                and fits(other.state)
+            ):
+                group.append(other)
+        return group
+
+    def _emit_together(self, group: list[_Job]) -> None:
+        states = [job.state for job in group if job.state is not None]
+        last = group[0].t3_done
+        try:
+            with self.device_time.timing("vocode"):
+                if last:
+                    chunks = last_chunks_together(states)
+                else:
+                    chunks = next_chunks_together(states, states[0].pending_tokens())
+        except Exception as exc:
+            for job in group:
+                self._fail(job, exc)
+            return
+        self.device_time.shared_flow_calls += 1
+        self.device_time.shared_flow_chunks += len(group)
+        for job, chunk in zip(group, chunks, strict=True):
+            job.emit(chunk)
+            if last:
+                self._finish(job)
 
     def _emit_audio(self, job: _Job) -> bool:
         """The job's next audio; True when that was all of it."""

@@ -30,7 +30,12 @@ from server.engine.schema import (
     SynthesisResult,
 )
 from server.engine.text import default_token_cap, normalize_punctuation
-from server.engine.token2wav import NoiseTape, Token2WavStreamer
+from server.engine.token2wav import (
+    FlowInput,
+    NoiseTape,
+    Token2WavStreamer,
+    flow_mel_together,
+)
 from server.engine.types import Audio
 from server.engine.watermark import StreamWatermarker, mark_whole
 
@@ -71,6 +76,7 @@ class StreamState:
         self._segment_cap = 0
         self._segment_tokens = 0
         self._chunks = 0
+        self._tokens_finished = False  # the trailing silence is appended
         self._watermarker = watermarker
         self._marker = StreamWatermarker(watermarker) if watermarker and streaming else None
         self._clock = _Clock(request.started_at or time.perf_counter())
@@ -124,25 +130,58 @@ class StreamState:
 
     # --- audio side ----------------------------------------------------------------------
 
-    def chunk_due(self) -> bool:
+    def hop(self) -> int:
+        """Tokens the next chunk waits for."""
         first = self.request.first_chunk_tokens or self.config.first_chunk_tokens
-        hop = first if self._chunks == 0 else self.request.chunk_size
-        return self.streamer.pending_tokens(len(self.tokens), finalize=False) >= hop
+        return first if self._chunks == 0 else self.request.chunk_size
+
+    def pending_tokens(self) -> int:
+        """Tokens a chunk made now would turn into audio."""
+        return self.streamer.pending_tokens(len(self.tokens), finalize=False)
+
+    def chunk_due(self) -> bool:
+        return self.pending_tokens() >= self.hop()
+
+    def chunk_flow_input(self, count: int) -> FlowInput:
+        """The flow's input for a next chunk of `count` (at most `pending_tokens()`) tokens."""
+        end = self.streamer.emitted_tokens + count + self.streamer.lookahead_tokens
+        return self.streamer.flow_input(self._token_tensor()[:end])
 
     def buffered_seconds(self, now: float | None = None) -> float:
         """Audio sent but not yet played (if playback started with the first chunk)."""
         return self._clock.buffered(now or time.perf_counter())
 
-    def next_chunk(self) -> AudioChunk:
-        audio = _np(self.streamer.decode(self._token_tensor(), finalize=False))
+    def next_chunk(self, mel: torch.Tensor | None = None) -> AudioChunk:
+        """The next chunk. `mel`: the flow's frames for `chunk_flow_input(...)`, when they
+        were computed together with other streams' (None: computed here)."""
+        if mel is None:
+            wav = self.streamer.decode(self._token_tensor(), finalize=False)
+        else:
+            wav = self.streamer.continue_with(mel, finalize=False)
+        audio = _np(wav)
         if self._marker is not None:
             audio = self._marker.mark(audio, _np(self.streamer.held_back))
         self._chunks += 1
         return AudioChunk(self._chunks, audio, self._clock.metrics(audio.size, self._chunks))
 
-    def last_chunk(self) -> AudioChunk:
+    def last_chunk_tokens(self) -> int:
+        """Tokens the last chunk's flow call will take (0: none, only held-back audio)."""
+        trailing = 0 if self._tokens_finished else _trailing_tokens(self.model)
+        return len(self.tokens) + trailing - self.streamer.emitted_tokens
+
+    def last_flow_input(self) -> FlowInput:
+        """The flow's input for the last chunk (when `last_chunk_tokens()` > 0)."""
         self._finish_tokens()
-        audio = _np(self.streamer.decode(self._token_tensor(), finalize=True))
+        return self.streamer.flow_input(self._token_tensor())
+
+    def last_chunk(self, mel: torch.Tensor | None = None) -> AudioChunk:
+        """The last chunk; `mel` as for `next_chunk`, for `last_flow_input()`."""
+        self._finish_tokens()
+        if mel is None:
+            wav = self.streamer.decode(self._token_tensor(), finalize=True)
+        else:
+            wav = self.streamer.continue_with(mel, finalize=True)
+        audio = _np(wav)
         if self._marker is not None:
             audio = self._marker.mark(audio, None)
         self._chunks += 1
@@ -166,10 +205,12 @@ class StreamState:
         return StreamSummary(list(self.raw_tokens), self.cap_hit, len(self.segments), self.seed)
 
     def _finish_tokens(self) -> None:
+        if self._tokens_finished:
+            return
+        self._tokens_finished = True
         if self._segment_tokens >= self._segment_cap > 0:
             self.cap_hit = True
-        if self.model.variant is ModelVariant.TURBO:
-            self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
+        self.tokens.extend([SILENCE_TOKEN] * _trailing_tokens(self.model))
 
     def _token_tensor(self) -> torch.Tensor:
         return torch.tensor(self.tokens, dtype=torch.long, device=self.model.device)
@@ -181,6 +222,43 @@ class StreamState:
             tokens = torch.nn.functional.pad(tokens, (1, 0), value=t3.hp.start_text_token)
             tokens = torch.nn.functional.pad(tokens, (0, 1), value=t3.hp.stop_text_token)
         return tokens
+
+
+def next_chunks_together(states: list[StreamState], count: int) -> list[AudioChunk]:
+    """The next chunk of `count` tokens of each stream, with one batched flow call.
+
+    For streams whose `chunk_flow_input(count)` have equal shapes (the same prompt length) on
+    the mean-flow (Turbo) model. On our CPU, 4 first chunks took 1.32 s together against
+    4 x 0.47 s one by one; the vocoder still runs per stream (its noise is per stream).
+    """
+    inputs = [state.chunk_flow_input(count) for state in states]
+    mels = _flow_together(states[0].model, inputs, finalize=False)
+    return [state.next_chunk(mel) for state, mel in zip(states, mels, strict=True)]
+
+
+def last_chunks_together(states: list[StreamState]) -> list[AudioChunk]:
+    """Each stream's last chunk, with one batched flow call (equal `last_chunk_tokens()` and
+    prompt lengths, as for `next_chunks_together`)."""
+    inputs = [state.last_flow_input() for state in states]
+    mels = _flow_together(states[0].model, inputs, finalize=True)
+    return [state.last_chunk(mel) for state, mel in zip(states, mels, strict=True)]
+
+
+def _flow_together(
+    model: LoadedModel, inputs: list[FlowInput], *, finalize: bool
+) -> list[torch.Tensor]:
+    return flow_mel_together(
+        model.s3gen,
+        inputs,
+        finalize=finalize,
+        n_timesteps=model.flow_timesteps,
+        meanflow=model.meanflow,
+    )
+
+
+def _trailing_tokens(model: LoadedModel) -> int:
+    # Upstream Turbo appends a little silence before decoding; the original model does not.
+    return TRAILING_SILENCE_TOKENS if model.variant is ModelVariant.TURBO else 0
 
 
 class _Clock:

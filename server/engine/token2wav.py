@@ -71,6 +71,22 @@ class FlowPrompt:
     noise: torch.Tensor  # (1, 80, 2n)
 
 
+@dataclass(frozen=True)
+class FlowInput:
+    """One flow call's inputs for one stream: new tokens (1, n), their noise, what they
+    continue from and the speaker."""
+
+    prompt: FlowPrompt
+    speaker: torch.Tensor
+    tokens: torch.Tensor
+    noise: torch.Tensor
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        """Inputs with equal shapes can share one batched flow call."""
+        return self.prompt.tokens.shape[1], self.tokens.shape[1]
+
+
 @torch.inference_mode()
 def flow_mel(
     s3gen: Any,
@@ -83,20 +99,25 @@ def flow_mel(
     n_timesteps: int,
     meanflow: bool,
 ) -> torch.Tensor:
-    """Mel frames (1, 80, T) for `tokens` (1, n), continuing `prompt`.
+    """Mel frames (B, 80, T) for `tokens` (B, n), continuing `prompt` (B rows of equal length).
 
     The computation of upstream `CausalMaskedDiffWithXvec.inference` plus
     `CausalConditionalCFM.forward`, except that (a) the starting noise is given (`noise` for the
-    new frames, the prompt's own for its frames) and (b) `finalize=False` works: upstream 0.1.7
-    truncates `h` but not its mask and crashes with a size mismatch.
+    new frames, the prompt's own for its frames), (b) `finalize=False` works: upstream 0.1.7
+    truncates `h` but not its mask and crashes with a size mismatch, and (c) with the mean-flow
+    decoder, several streams' rows can go through at once (upstream's classifier-free guidance
+    in the other decoder is written for one row).
     """
     from chatterbox.models.s3gen.utils.mask import make_pad_mask
 
     flow = s3gen.flow
     dtype = s3gen.dtype
-    spks = flow.spk_embed_affine_layer(F.normalize(speaker.reshape(1, -1).to(dtype), dim=1))
+    rows = tokens.shape[0]
+    if rows > 1 and not meanflow:
+        raise ValueError("only the mean-flow decoder takes several rows")
+    spks = flow.spk_embed_affine_layer(F.normalize(speaker.reshape(rows, -1).to(dtype), dim=1))
     token = torch.cat([prompt.tokens, tokens.to(torch.long)], dim=1)
-    token_len = torch.tensor([token.shape[1]], device=token.device)
+    token_len = torch.full((rows,), token.shape[1], device=token.device)
     mask = (~make_pad_mask(token_len)).unsqueeze(-1).to(spks)
     h, _ = flow.encoder(flow.input_embedding(token) * mask, token_len)
     if not finalize:
@@ -105,9 +126,9 @@ def flow_mel(
     total_frames = h.shape[1]
     mu = flow.encoder_proj(h).transpose(1, 2).contiguous()
 
-    cond = torch.zeros(1, flow.output_size, total_frames, device=mu.device, dtype=mu.dtype)
+    cond = torch.zeros(rows, flow.output_size, total_frames, device=mu.device, dtype=mu.dtype)
     cond[:, :, :prompt_frames] = prompt.mel.transpose(1, 2).to(mu.dtype)
-    frame_mask = torch.ones(1, 1, total_frames, device=mu.device, dtype=mu.dtype)
+    frame_mask = torch.ones(rows, 1, total_frames, device=mu.device, dtype=mu.dtype)
     z = torch.cat([prompt.noise, noise[:, :, : total_frames - prompt_frames]], dim=2).to(mu)
 
     decoder = flow.decoder
@@ -121,6 +142,30 @@ def flow_mel(
             z, t_span=t_span, mu=mu, mask=frame_mask, spks=spks, cond=cond, meanflow=False
         )
     return mel[:, :, prompt_frames:]
+
+
+def flow_mel_together(
+    s3gen: Any, inputs: list[FlowInput], *, finalize: bool, n_timesteps: int, meanflow: bool
+) -> list[torch.Tensor]:
+    """`flow_mel` for several streams' chunks of equal shape, in one batched call; each
+    stream's mel frames (1, 80, T), equal to its own call's up to summation order."""
+    if len({i.shape for i in inputs}) != 1:
+        raise ValueError("flow inputs of different shapes")
+    mel = flow_mel(
+        s3gen,
+        FlowPrompt(
+            tokens=torch.cat([i.prompt.tokens for i in inputs]),
+            mel=torch.cat([i.prompt.mel for i in inputs]),
+            noise=torch.cat([i.prompt.noise for i in inputs]),
+        ),
+        torch.cat([i.speaker.reshape(1, -1) for i in inputs]),
+        torch.cat([i.tokens for i in inputs]),
+        torch.cat([i.noise for i in inputs]),
+        finalize=finalize,
+        n_timesteps=n_timesteps,
+        meanflow=meanflow,
+    )
+    return [mel[row : row + 1] for row in range(mel.shape[0])]
 
 
 def _meanflow_euler(
@@ -205,6 +250,15 @@ class Token2WavStreamer:
         return int(self.s3gen.flow.pre_lookahead_len)
 
     @property
+    def emitted_tokens(self) -> int:
+        return self._emitted_tokens
+
+    def prompt_tokens(self) -> int:
+        """Length of the next flow call's prompt (voice prompt tail + context)."""
+        context = min(self.context_tokens, self._emitted_tokens)
+        return int(self._reference.tokens.shape[1]) + context
+
+    @property
     def held_back(self) -> torch.Tensor | None:
         """Provisional audio after the last chunk, replaced (crossfaded) by the next one."""
         return self._held_back
@@ -225,19 +279,33 @@ class Token2WavStreamer:
             if self._vocoder_mel_cache is None:  # an empty utterance
                 self._finished = True
                 return torch.zeros(0, device=tokens.device)
-        new_tokens = tokens[self._emitted_tokens :].unsqueeze(0)
-        if new_tokens.shape[1] == 0:  # finishing: only the held-back tail is left
+        if tokens.shape[0] == self._emitted_tokens:  # finishing: only the held-back tail
             return self._vocode(self._recent_mel[:, :0].transpose(1, 2), finalize=True)
+        flow_input = self.flow_input(tokens)
         mel = flow_mel(
             self.s3gen,
-            self._prompt(tokens),
-            self._speaker,
-            new_tokens,
-            self._noise_for(self._emitted_tokens, tokens.shape[0]),
+            flow_input.prompt,
+            flow_input.speaker,
+            flow_input.tokens,
+            flow_input.noise,
             finalize=finalize,
             n_timesteps=self.n_timesteps,
             meanflow=self.meanflow,
         )
+        return self.continue_with(mel, finalize=finalize)
+
+    def flow_input(self, tokens: torch.Tensor) -> FlowInput:
+        """What the flow needs for the next chunk, `tokens` being all tokens so far."""
+        return FlowInput(
+            self._prompt(tokens),
+            self._speaker,
+            tokens[self._emitted_tokens :].unsqueeze(0),
+            self._noise_for(self._emitted_tokens, tokens.shape[0]),
+        )
+
+    @torch.inference_mode()
+    def continue_with(self, mel: torch.Tensor, *, finalize: bool) -> torch.Tensor:
+        """The chunk's audio from the flow's mel frames for `flow_input(...)`."""
         self.flow_calls += 1
         self._remember(mel)
         return self._vocode(mel, finalize=finalize)

@@ -42,10 +42,12 @@ async def _collect(stream: AsyncGenerator[AudioChunk, None]) -> list[AudioChunk]
     return [chunk async for chunk in stream]
 
 
-def _check_alone_equal(engine: StreamingEngine, seed: int, chunks: list[AudioChunk]) -> None:
+def _check_alone_equal(
+    engine: StreamingEngine, seed: int, chunks: list[AudioChunk], tokens: int = 14
+) -> None:
     summary = chunks[-1].summary
     assert summary is not None
-    assert summary.speech_tokens == engine.speech_tokens(_request(seed))
+    assert summary.speech_tokens == engine.speech_tokens(_request(seed, tokens))
     assert [c.chunk_id for c in chunks] == list(range(1, len(chunks) + 1))
     audio = np.concatenate([c.audio for c in chunks])
     # No cross-talk: the audio's length is this stream's own tokens (+3 trailing silence).
@@ -134,3 +136,19 @@ def test_scheduler_works_on_the_device_thread_and_hands_it_back(
     assert started_on == {device_thread}
     for seed, chunks in zip((8, 9, 10), results, strict=True):
         _check_alone_equal(engine, seed, chunks)
+
+
+def test_streams_due_together_share_flow_calls(
+    engine: StreamingEngine, runner: BatchedEngineRunner
+) -> None:
+    async def scenario() -> list[list[AudioChunk]]:
+        streams = (_collect(runner.stream(_request(s, tokens=30))) for s in (11, 12, 13))
+        return list(await asyncio.gather(*streams))
+
+    results = asyncio.run(scenario())
+    # They start together, so at least their first chunks come from one flow call...
+    assert runner.device_time.shared_flow_calls >= 1
+    assert runner.device_time.shared_flow_chunks >= 2
+    # ...and each still gets its own tokens and exactly their audio.
+    for seed, chunks in zip((11, 12, 13), results, strict=True):
+        _check_alone_equal(engine, seed, chunks, tokens=30)

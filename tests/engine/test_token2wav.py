@@ -12,10 +12,12 @@ from server.engine.loading import LoadedModel
 from server.engine.token2wav import (
     MEL_FRAMES_PER_TOKEN,
     SAMPLES_PER_MEL_FRAME,
+    FlowInput,
     FlowPrompt,
     NoiseTape,
     Token2WavStreamer,
     flow_mel,
+    flow_mel_together,
 )
 from server.engine.types import Audio
 
@@ -161,3 +163,56 @@ def test_a_streams_audio_depends_only_on_its_seed_and_tokens(turbo_model: Loaded
         assert np.array_equal(a, b)
     other = _stream(_streamer(turbo_model, 12), tokens, [20])
     assert not np.array_equal(other[0], first[0])
+
+
+@pytest.mark.model
+def test_streams_sharing_a_flow_call_get_their_own_audio(turbo_model: LoadedModel) -> None:
+    # Two streams (own noise, own tokens), each one chunk in: their next chunks computed in
+    # one batched flow call equal the chunks each computes alone, up to summation order.
+    def started(seed: int) -> tuple[Token2WavStreamer, torch.Tensor]:
+        streamer = _streamer(turbo_model, seed, reference=100, context=50)
+        tokens = _random_tokens(60, seed)
+        streamer.decode(tokens[:20], finalize=False)
+        return streamer, tokens
+
+    alone = [started(seed) for seed in (1, 2)]
+    together = [started(seed) for seed in (1, 2)]
+    solo = [streamer.decode(tokens[:50], finalize=False) for streamer, tokens in alone]
+    inputs = [streamer.flow_input(tokens[:50]) for streamer, tokens in together]
+    assert inputs[0].shape == inputs[1].shape
+    mels = flow_mel_together(
+        turbo_model.s3gen, inputs, finalize=False, n_timesteps=2, meanflow=True
+    )
+    shared = [
+        streamer.continue_with(mel, finalize=False)
+        for (streamer, _), mel in zip(together, mels, strict=True)
+    ]
+    for mine, theirs in zip(shared, solo, strict=True):
+        assert mine.shape == theirs.shape
+        assert torch.allclose(mine, theirs, atol=1e-4 * float(theirs.abs().max()))
+    assert not torch.allclose(shared[0], shared[1])
+    # And they carry on alike: the final chunks match too.
+    for (streamer, tokens), (solo_streamer, _) in zip(together, alone, strict=True):
+        last, solo_last = (
+            streamer.decode(tokens, finalize=True),
+            solo_streamer.decode(tokens, finalize=True),
+        )
+        assert torch.allclose(last, solo_last, atol=1e-4 * float(solo_last.abs().max()))
+
+
+def test_flow_inputs_of_different_shapes_cannot_share_a_call() -> None:
+    def flow_input(new_tokens: int) -> FlowInput:
+        prompt = FlowPrompt(
+            torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 8, 80), torch.zeros(1, 80, 8)
+        )
+        return FlowInput(
+            prompt,
+            torch.zeros(192),
+            torch.zeros(1, new_tokens, dtype=torch.long),
+            torch.zeros(1, 80, 2 * new_tokens),
+        )
+
+    with pytest.raises(ValueError, match="different shapes"):
+        flow_mel_together(
+            None, [flow_input(5), flow_input(6)], finalize=False, n_timesteps=2, meanflow=True
+        )

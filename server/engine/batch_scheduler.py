@@ -37,6 +37,11 @@ from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
 
 logger = logging.getLogger(__name__)
 
+# At most this many streams share a flow call. On our CPU a shared call costs 1.32x less per
+# stream for 2 streams and 1.43x for 4, and every stream in it waits for the whole call: larger
+# groups would delay the most urgent listener for little gain.
+MAX_SHARED_FLOW_STREAMS = 4
+
 Emit = Callable[[object], None]  # receives AudioChunk / SynthesisResult / BaseException / DONE
 DONE = object()
 
@@ -274,7 +279,7 @@ class BatchScheduler:
 
         group = [job]
         for other in others:
-            if len(group) == self.max_batch or count == 0:
+            if len(group) == MAX_SHARED_FLOW_STREAMS or count == 0:
                 break
             if (
                 other.streaming

@@ -21,6 +21,7 @@ import json
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -125,8 +126,10 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, style in (("batched", "o-"), ("serial", "s--")):
-        rows = figures[mode]
+    for mode, style in (("batched", "o-"), ("unshared", "^:"), ("serial", "s--")):
+        rows = figures.get(mode)
+        if not rows:
+            continue
         xs = [r["streams"] for r in rows]
         left.plot(xs, [r["throughput"] for r in rows], style, label=mode)
         right.plot(xs, [r["ttfa_p95_s"] for r in rows], style, label=f"{mode} p95")
@@ -162,10 +165,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
+    parser.add_argument(
+        "--modes", default="batched,serial", help="of batched, unshared (no shared flow), serial"
+    )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
     args = parser.parse_args(argv)
     levels = [int(x) for x in args.levels.split(",")]
+    modes = args.modes.split(",")
 
     ckpt = args.ckpt_dir or random_checkpoint(ModelVariant.TURBO)
     # As in the worker, one thread loads the model and runs all of its work.
@@ -174,26 +181,31 @@ def main(argv: list[str] | None = None) -> int:
     engine = StreamingEngine(model, EngineConfig(watermark=False))
 
     async def run_all() -> dict[str, list[dict[str, float]]]:
-        out: dict[str, list[dict[str, float]]] = {"batched": [], "serial": []}
-        batched = BatchedEngineRunner(engine, max_batch=max(levels), device=device)
-        serial = EngineRunner(engine, device)
-        # Both runners have served the voice before (as a running server has): kernels are
+        make: dict[str, Callable[[], EngineRunner]] = {
+            "batched": lambda: BatchedEngineRunner(engine, max(levels), device),
+            # The same without shared flow calls, to see what they change in one run.
+            "unshared": lambda: BatchedEngineRunner(engine, max(levels), device, False),
+            "serial": lambda: EngineRunner(engine, device),
+        }
+        runners = {mode: make[mode]() for mode in modes}
+        out: dict[str, list[dict[str, float]]] = {mode: [] for mode in runners}
+        # Every runner has served the voice before (as a running server has): kernels are
         # warm and the batch holds the voice's conditioning prefill.
-        for runner in (batched, serial):
+        for runner in runners.values():
             await _one_stream(runner, 1, 20, time.perf_counter())
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         # Repeats go round every level in turn, so a noisy minute spoils one run of each
         # figure, not all runs of one.
         for _ in range(args.repeats):
             for streams in levels:
-                for mode, runner in (("batched", batched), ("serial", serial)):
+                for mode, runner in runners.items():
                     figures = await _level(runner, streams, args.tokens)
                     runs.setdefault((mode, streams), []).append(figures)
                     print(mode, figures, flush=True)
         for (mode, _streams), measured in runs.items():
             out[mode].append(median_figures(measured))
-        batched.close()
-        serial.close()
+        for runner in runners.values():
+            runner.close()
         device.close()
         return out
 
@@ -204,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         "repeats": args.repeats,
         **results,
     }
-    by_streams = {r["streams"]: r for r in results["batched"]}
+    by_streams = {r["streams"]: r for r in results.get("batched", [])}
     if 1 in by_streams and 4 in by_streams:
         figures["throughput_ratio_4"] = round(
             by_streams[4]["throughput"] / by_streams[1]["throughput"], 3

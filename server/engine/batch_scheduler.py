@@ -92,6 +92,7 @@ class BatchScheduler:
     engine: StreamingEngine
     max_batch: int
     device: DeviceThread
+    share_flow: bool = True  # due chunks of equal shape share one flow call
     _inbox: queue.Queue[_Job | _Call | None] = field(default_factory=queue.Queue)
     _waiting: list[_Job] = field(default_factory=list)
     _active: dict[Hashable, _Job] = field(default_factory=dict)
@@ -263,7 +264,7 @@ class BatchScheduler:
         prompt length, and `job`'s tokens make a full chunk for them too (last chunks: the
         same number of tokens)."""
         state = job.state
-        if not (self.engine.model.meanflow and job.streaming and state is not None):
+        if not (self.share_flow and self.engine.model.meanflow and job.streaming and state):
             return [job]
         prompt = state.streamer.prompt_tokens()
         if job.t3_done:

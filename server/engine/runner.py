@@ -156,9 +156,15 @@ class EngineRunner:
 class BatchedEngineRunner(EngineRunner):
     """The same interface, every stream of the device decoded together (`BatchScheduler`)."""
 
-    def __init__(self, engine: StreamingEngine, max_batch: int, device: DeviceThread | None = None):
+    def __init__(
+        self,
+        engine: StreamingEngine,
+        max_batch: int,
+        device: DeviceThread | None = None,
+        share_flow: bool = True,
+    ):
         super().__init__(engine, device)
-        self._scheduler = BatchScheduler(engine, max_batch, self._device)
+        self._scheduler = BatchScheduler(engine, max_batch, self._device, share_flow)
 
     @property
     def busy(self) -> bool:

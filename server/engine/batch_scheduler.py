@@ -244,20 +244,18 @@ class BatchScheduler:
         if not due:
             return
         due.sort(key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
-        job = due[0]
-        group = self._chunk_group(job, due[1:])
-        if len(group) > 1:
-            self._emit_together(group)
-            return
+        group = self._chunk_group(due[0], due[1:])
         try:
             with self.device_time.timing("vocode"):
-                finished = self._emit_audio(job)
+                finished = self._emit_audio(group)
         except Exception as exc:
-            self._fail(job, exc)
+            for job in group:
+                self._fail(job, exc)
             return
         # Only now, so the time of the last chunk is on the books when its consumer ends.
         if finished:
-            self._finish(job)
+            for job in group:
+                self._finish(job)
 
     def _chunk_group(self, job: _Job, others: list[_Job]) -> list[_Job]:
         """`job` and the other due streams whose chunk can share its flow call: the same
@@ -292,29 +290,22 @@ class BatchScheduler:
                 group.append(other)
         return group
 
-    def _emit_together(self, group: list[_Job]) -> None:
-        states = [job.state for job in group if job.state is not None]
-        last = group[0].t3_done
-        try:
-            with self.device_time.timing("vocode"):
-                if last:
-                    chunks = last_chunks_together(states)
-                else:
-                    chunks = next_chunks_together(states, states[0].pending_tokens())
-        except Exception as exc:
-            for job in group:
-                self._fail(job, exc)
-            return
-        self.device_time.shared_flow_calls += 1
-        self.device_time.shared_flow_chunks += len(group)
-        for job, chunk in zip(group, chunks, strict=True):
-            job.emit(chunk)
-            if last:
-                self._finish(job)
-
-    def _emit_audio(self, job: _Job) -> bool:
-        """The job's next audio; True when that was all of it."""
+    def _emit_audio(self, group: list[_Job]) -> bool:
+        """The next audio of `group` (one job, or streams sharing a flow call); True when
+        that was all of it."""
+        job = group[0]
         assert job.state is not None
+        if len(group) > 1:
+            states = [j.state for j in group if j.state is not None]
+            if job.t3_done:
+                chunks = last_chunks_together(states)
+            else:
+                chunks = next_chunks_together(states, job.state.pending_tokens())
+            self.device_time.shared_flow_calls += 1
+            self.device_time.shared_flow_chunks += len(group)
+            for member, chunk in zip(group, chunks, strict=True):
+                member.emit(chunk)
+            return job.t3_done
         if not job.streaming:
             job.emit(job.state.whole())
             return True

@@ -1,6 +1,6 @@
 """The httpx clients that talk to workers, configured for many long-lived streams.
 
-httpx's defaults break a streaming proxy (FACTS.md section 5): `Limits(max_connections=100)`
+httpx's defaults break a streaming proxy (docs/facts.md): `Limits(max_connections=100)`
 makes the 101st concurrent stream wait and then fail with `PoolTimeout`, and `Timeout(5.0)`
 turns any 5 s silence between events into a `ReadTimeout`.
 

@@ -37,7 +37,7 @@ from server.engine.engine import (
     SynthesisRequest,
 )
 from server.engine.loading import ModelVariant, load_model
-from server.engine.runner import BatchedEngineRunner, EngineRunner
+from server.engine.runners import BatchedRunner, EngineRunner, SerialRunner
 from server.engine.sampling import TURBO_DEFAULTS
 
 LEVELS = (1, 2, 4, 8)
@@ -182,10 +182,10 @@ def main(argv: list[str] | None = None) -> int:
 
     async def run_all() -> dict[str, list[dict[str, float]]]:
         make: dict[str, Callable[[], EngineRunner]] = {
-            "batched": lambda: BatchedEngineRunner(engine, max(levels), device),
+            "batched": lambda: BatchedRunner(engine, max(levels), device),
             # The same without shared flow calls, to see what they change in one run.
-            "unshared": lambda: BatchedEngineRunner(engine, max(levels), device, False),
-            "serial": lambda: EngineRunner(engine, device),
+            "unshared": lambda: BatchedRunner(engine, max(levels), device, False),
+            "serial": lambda: SerialRunner(engine, device),
         }
         runners = {mode: make[mode]() for mode in modes}
         out: dict[str, list[dict[str, float]]] = {mode: [] for mode in runners}

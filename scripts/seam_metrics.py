@@ -12,9 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from server.engine.types import Audio
+from server.engine.types import SAMPLE_RATE, Audio
 
-SAMPLE_RATE = 24000
 HOP = 240  # 10 ms frames
 N_FFT = 1024
 SEAM_HALF_WIDTH = int(0.040 * SAMPLE_RATE)

@@ -16,7 +16,7 @@ from server.engine.loading import load_model
 def engine_factory(config: ServerConfig) -> StreamingEngine:
     ckpt_dir = config.ckpt_dir
     if config.random_weights and ckpt_dir is None:
-        from server.engine.__main__ import random_checkpoint
+        from server.engine.random_checkpoint import random_checkpoint
 
         logging.getLogger("server").warning(
             "serving RANDOM WEIGHTS: every voice is noise; for smoke tests only"

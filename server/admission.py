@@ -13,9 +13,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-
-class Overloaded(Exception):
-    """Every running slot and every queue place is taken."""
+from server.errors import Overloaded
 
 
 class Admission:

@@ -11,7 +11,7 @@ from starlette.routing import Route
 
 from server.config import ServerConfig
 from server.engine.engine import SpeechEngine
-from server.errors import EXCEPTION_HANDLERS
+from server.error_responses import EXCEPTION_HANDLERS
 from server.routes import openai_speech, ops, speech, voices
 from server.worker import Worker
 

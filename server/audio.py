@@ -7,9 +7,8 @@ import struct
 
 import numpy as np
 
-from server.engine.types import Audio
+from server.engine.types import SAMPLE_RATE, Audio
 
-SAMPLE_RATE = 24000
 # An unknown length in a streamed WAV header: players read until the connection ends.
 STREAMING_SIZE = 0xFFFFFFFF
 

@@ -1,48 +1,116 @@
-"""The worker's one configuration object, from command-line flags and environment variables."""
+"""The worker's one configuration object, from command-line flags and environment variables.
+
+Every field has a flag (`--max-batch`) and an environment variable with one prefix
+(`CHATTERBOX_MAX_BATCH`); the names the first releases read (`MAX_BATCH`, `API_PORT`, ...) are
+still accepted when the prefixed one is absent. A flag beats the prefixed variable, which beats
+the old name, which beats the default. An empty variable counts as unset.
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
+from typing import Any
 
 from server.engine.engine import EngineConfig
 from server.engine.loading import ModelVariant
 
+# Every interface: behind a balancer on another host, the worker must be reachable.
+DEFAULT_HOST = "0.0.0.0"
 DEFAULT_PORT = 6093
+# What a `ServerConfig` built in code runs on; `parse_config` instead prefers cuda:0 when a GPU
+# is visible (`default_device`).
+DEFAULT_DEVICE = "cpu"
+# Turbo: the faster variant, and the one the service is tuned for (docs/benchmarks.md).
+DEFAULT_MODEL = ModelVariant.TURBO
+# None: the variant's official checkpoint from the Hugging Face hub (or its local cache).
+DEFAULT_CKPT_DIR: Path | None = None
+# Random weights serve noise: only ever on request, for smoke tests.
+DEFAULT_RANDOM_WEIGHTS = False
+DEFAULT_VOICES_DIR = Path("voices")
 # Streams decoded together: on our 2-core CPU a batch of 4 gives ~1.9x the aggregate audio of
 # one stream at a time and ~6x shorter waits for the first audio (docs/benchmarks.md); a
 # GPU has room for more (--max-batch 8-16).
 DEFAULT_MAX_BATCH = 4
+# Running requests: by default, one batch (the parser follows --max-batch when it is raised).
+DEFAULT_MAX_STREAMS = DEFAULT_MAX_BATCH
+# Requests waiting for a slot, two default batches: past that a worker answers 503 with
+# Retry-After, so the balancer can try another worker instead of queueing a long wait.
 DEFAULT_MAX_QUEUE = 8
+# Long texts are split into segments and streamed one after another, so this bounds the work
+# of one request rather than the memory of one decoding step.
 DEFAULT_MAX_TEXT_CHARS = 4096
+# Room for a DEFAULT_MAX_PROMPT_SECONDS prompt as a 16-bit 48 kHz mono WAV (~5.5 MiB) or any
+# compressed file; the balancer's body limit (16 MiB) is above it.
 DEFAULT_MAX_UPLOAD_BYTES = 10 * 1024 * 1024
-DEFAULT_MAX_PROMPT_SECONDS = 60.0
+# The speaker embedding reads the whole prompt (the rest of the voice only its first 10-15 s),
+# and every new voice decodes and resamples all of it: 60 s bounds that work generously.
+DEFAULT_MAX_PROMPT_SECONDS = EngineConfig.max_prompt_seconds
+# Upstream Chatterbox marks every output with an imperceptible Perth watermark; so do we.
+DEFAULT_WATERMARK = True
+# On the CPU: oneDNN linear layers and native transposed convolutions (cpu_kernels.py), which
+# are faster there and give the same audio.
+DEFAULT_CPU_KERNELS = True
+# The engine's: speech tokens (25 per second of audio) before the first chunk, few so that the
+# first audio comes quickly; later chunks are larger.
+DEFAULT_FIRST_CHUNK_TOKENS = EngineConfig.first_chunk_tokens
+DEFAULT_LOG_LEVEL = "info"
+
+# The levels both `logging` and uvicorn know.
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+TRUE_WORDS = ("1", "true", "yes", "on")
+FALSE_WORDS = ("0", "false", "no", "off")
+
+# A field's variable is ENV_PREFIX + its name in capitals: CHATTERBOX_MAX_BATCH.
+ENV_PREFIX = "CHATTERBOX_"
+# The names the first releases read, each accepted when its CHATTERBOX_ variable is absent.
+ENV_ALIASES: Mapping[str, str] = MappingProxyType(
+    {
+        "host": "API_HOST",
+        "port": "API_PORT",
+        "device": "DEVICE",
+        "model": "MODEL",
+        "ckpt_dir": "CKPT_DIR",
+        "random_weights": "RANDOM_WEIGHTS",
+        "voices_dir": "VOICES_DIR",
+        "max_streams": "MAX_STREAMS",
+        "max_queue": "MAX_QUEUE",
+        "max_batch": "MAX_BATCH",
+        "max_text_chars": "MAX_TEXT_CHARS",
+        "max_upload_bytes": "MAX_UPLOAD_BYTES",
+        "watermark": "WATERMARK",
+        "cpu_kernels": "CPU_KERNELS",
+        "first_chunk_tokens": "FIRST_CHUNK_TOKENS",
+        "log_level": "LOG_LEVEL",
+    }
+)
 
 
 @dataclass(frozen=True)
 class ServerConfig:
-    host: str = "0.0.0.0"
+    host: str = DEFAULT_HOST
     port: int = DEFAULT_PORT
-    device: str = "cpu"
-    model: ModelVariant = ModelVariant.TURBO
-    ckpt_dir: Path | None = None
-    random_weights: bool = False
-    voices_dir: Path = Path("voices")
-    max_streams: int = DEFAULT_MAX_BATCH  # running requests: by default, one batch
+    device: str = DEFAULT_DEVICE
+    model: ModelVariant = DEFAULT_MODEL
+    ckpt_dir: Path | None = DEFAULT_CKPT_DIR
+    random_weights: bool = DEFAULT_RANDOM_WEIGHTS
+    voices_dir: Path = DEFAULT_VOICES_DIR
+    max_streams: int = DEFAULT_MAX_STREAMS
     max_queue: int = DEFAULT_MAX_QUEUE
     # Streams whose T3 decoding is batched on the device; 1 = one stream at a time.
     max_batch: int = DEFAULT_MAX_BATCH
     max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
     max_prompt_seconds: float = DEFAULT_MAX_PROMPT_SECONDS
-    watermark: bool = True
-    # On the CPU: oneDNN linear layers and native transposed convolutions (cpu_kernels.py).
-    cpu_kernels: bool = True
-    first_chunk_tokens: int = EngineConfig.first_chunk_tokens
-    log_level: str = "info"
+    watermark: bool = DEFAULT_WATERMARK
+    cpu_kernels: bool = DEFAULT_CPU_KERNELS
+    first_chunk_tokens: int = DEFAULT_FIRST_CHUNK_TOKENS
+    log_level: str = DEFAULT_LOG_LEVEL
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -52,93 +120,218 @@ class ServerConfig:
         )
 
 
+@dataclass(frozen=True)
+class EnvSetting:
+    """A field's value as the environment gives it: the variable's name and its text."""
+
+    name: str
+    text: str
+
+
+def env_names(field: str) -> tuple[str, ...]:
+    """The variables that may set a field, in order of precedence."""
+    alias = ENV_ALIASES.get(field)
+    return (ENV_PREFIX + field.upper(), *((alias,) if alias else ()))
+
+
+def env_setting(env: Mapping[str, str], field: str) -> EnvSetting | None:
+    """The first of the field's variables that is set (and not empty), if any."""
+    for name in env_names(field):
+        text = env.get(name, "").strip()
+        if text:
+            return EnvSetting(name, text)
+    return None
+
+
 def default_device(env: Mapping[str, str]) -> str:
-    """cuda:0 when a GPU is visible (CUDA_VISIBLE_DEVICES picks which), else cpu."""
+    """CHATTERBOX_DEVICE (or DEVICE) when set; else cuda:0 when a GPU is visible
+    (CUDA_VISIBLE_DEVICES picks which), else cpu."""
+    found = env_setting(env, "device")
+    if found is not None:
+        return found.text
     import torch
 
-    if env.get("DEVICE"):
-        return env["DEVICE"]
     return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+
+# Converters from text, for flags and variables alike; a bad value raises ArgumentTypeError.
+
+
+def _whole(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+
+
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}")
+    return value
+
+
+def _boolean(text: str) -> bool:
+    word = text.strip().lower()
+    if word in TRUE_WORDS or word in FALSE_WORDS:
+        return word in TRUE_WORDS
+    raise argparse.ArgumentTypeError(
+        f"expected one of {'/'.join(TRUE_WORDS)} or {'/'.join(FALSE_WORDS)}, got {text!r}"
+    )
+
+
+def _model(text: str) -> ModelVariant:
+    try:
+        return ModelVariant(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(v.value for v in ModelVariant)
+        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+
+
+def _log_level(text: str) -> str:
+    level = text.strip().lower()
+    if level not in LOG_LEVELS:
+        choices = ", ".join(LOG_LEVELS)
+        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}")
+    return level
+
+
+def _path(text: str) -> Path:
+    return Path(text)
+
+
+def _text(text: str) -> str:
+    return text
+
+
+@dataclass(frozen=True)
+class _FromEnv:
+    """A default that came from the environment: converted after parsing, so that a flag
+    overrides a bad variable, and a bad variable is reported by its name."""
+
+    setting: EnvSetting
+    convert: Callable[[str], Any]
+
+
+def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
+    """The worker's flags, with their defaults from `env` (still text: see `parse_config`)."""
+    p = argparse.ArgumentParser(
+        prog="python -m server",
+        description="Chatterbox streaming worker. Every flag can also be set as "
+        f"{ENV_PREFIX}<FLAG> (e.g. {ENV_PREFIX}MAX_BATCH); a flag wins over the variable.",
+    )
+
+    def option(
+        flag: str,
+        convert: Callable[[str], Any],
+        default: Any,
+        about: str,
+        shown: str | None = None,  # the default in words, where None stands for a computed one
+    ) -> None:
+        field = flag.removeprefix("--").replace("-", "_")
+        if shown is None:
+            shown = ("on" if default else "off") if isinstance(default, bool) else str(default)
+        helptext = f"{about} [env {' or '.join(env_names(field))}; default: {shown}]"
+        if convert is _boolean:
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, help=helptext)
+        else:
+            metavar = field.upper()
+            if convert is _model:
+                metavar = "{" + ",".join(v.value for v in ModelVariant) + "}"
+            p.add_argument(flag, type=convert, metavar=metavar, help=helptext)
+        found = env_setting(env, field)
+        # Set after add_argument: BooleanOptionalAction would otherwise repeat the default.
+        p.set_defaults(**{field: default if found is None else _FromEnv(found, convert)})
+
+    option("--host", _text, DEFAULT_HOST, "interface to listen on")
+    option("--port", _whole, DEFAULT_PORT, "TCP port to listen on")
+    option("--device", _text, None, "cuda:N or cpu", "cuda:0 if a GPU is visible, else cpu")
+    option("--model", _model, DEFAULT_MODEL, "model variant", DEFAULT_MODEL.value)
+    option(
+        "--ckpt-dir",
+        _path,
+        DEFAULT_CKPT_DIR,
+        "checkpoint directory in the official layout",
+        "the official checkpoint from the Hugging Face hub",
+    )
+    option(
+        "--random-weights",
+        _boolean,
+        DEFAULT_RANDOM_WEIGHTS,
+        "serve a full-size random-weight checkpoint (noise; for smoke tests)",
+    )
+    option("--voices-dir", _path, DEFAULT_VOICES_DIR, "where uploaded voices are kept")
+    option("--max-batch", _whole, DEFAULT_MAX_BATCH, "streams decoded together (1: one at a time)")
+    option("--max-streams", _whole, None, "requests running at once", "--max-batch")
+    option("--max-queue", _whole, DEFAULT_MAX_QUEUE, "requests waiting; more get 503")
+    option("--max-text-chars", _whole, DEFAULT_MAX_TEXT_CHARS, "longest text of one request")
+    option("--max-upload-bytes", _whole, DEFAULT_MAX_UPLOAD_BYTES, "largest audio prompt upload")
+    option(
+        "--max-prompt-seconds", _number, DEFAULT_MAX_PROMPT_SECONDS, "longest audio prompt, in s"
+    )
+    option("--watermark", _boolean, DEFAULT_WATERMARK, "watermark the audio (Perth)")
+    option(
+        "--cpu-kernels",
+        _boolean,
+        DEFAULT_CPU_KERNELS,
+        "on the CPU, run linear layers through oneDNN with packed weights",
+    )
+    option(
+        "--first-chunk-tokens",
+        _whole,
+        DEFAULT_FIRST_CHUNK_TOKENS,
+        "speech tokens in the first chunk of a stream",
+    )
+    option("--log-level", _log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS))
+    return p
 
 
 def parse_config(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> ServerConfig:
     env = os.environ if env is None else env
-    p = argparse.ArgumentParser(prog="python -m server", description="Chatterbox streaming worker")
-    p.add_argument("--host", default=env.get("API_HOST", ServerConfig.host))
-    p.add_argument("--port", type=int, default=int(env.get("API_PORT", DEFAULT_PORT)))
-    p.add_argument("--device", default=None, help="cuda:N or cpu (default: cuda:0 if available)")
-    p.add_argument(
-        "--model",
-        choices=[v.value for v in ModelVariant],
-        default=env.get("MODEL", ModelVariant.TURBO.value),
-    )
-    p.add_argument("--ckpt-dir", type=Path, default=env.get("CKPT_DIR"))
-    p.add_argument(
-        "--random-weights",
-        action="store_true",
-        default=env.get("RANDOM_WEIGHTS", "") == "1",
-        help="serve a full-size random-weight checkpoint (noise; for smoke tests)",
-    )
-    p.add_argument("--voices-dir", type=Path, default=env.get("VOICES_DIR", "voices"))
-    p.add_argument(
-        "--max-batch",
-        type=int,
-        default=int(env.get("MAX_BATCH", DEFAULT_MAX_BATCH)),
-        help=f"streams decoded together (default {DEFAULT_MAX_BATCH}; 1: one at a time)",
-    )
-    p.add_argument(
-        "--max-streams",
-        type=int,
-        default=int(env["MAX_STREAMS"]) if "MAX_STREAMS" in env else None,
-        help="requests running at once (default: --max-batch)",
-    )
-    p.add_argument("--max-queue", type=int, default=int(env.get("MAX_QUEUE", DEFAULT_MAX_QUEUE)))
-    p.add_argument(
-        "--max-text-chars", type=int, default=int(env.get("MAX_TEXT_CHARS", DEFAULT_MAX_TEXT_CHARS))
-    )
-    p.add_argument(
-        "--max-upload-bytes",
-        type=int,
-        default=int(env.get("MAX_UPLOAD_BYTES", DEFAULT_MAX_UPLOAD_BYTES)),
-    )
-    p.add_argument(
-        "--watermark",
-        action=argparse.BooleanOptionalAction,
-        default=env.get("WATERMARK", "1") != "0",
-    )
-    p.add_argument(
-        "--cpu-kernels",
-        action=argparse.BooleanOptionalAction,
-        default=env.get("CPU_KERNELS", "1") != "0",
-        help="on the CPU, run linear layers through oneDNN with packed weights (default: on)",
-    )
-    p.add_argument(
-        "--first-chunk-tokens",
-        type=int,
-        default=int(env.get("FIRST_CHUNK_TOKENS", EngineConfig.first_chunk_tokens)),
-    )
-    p.add_argument("--log-level", default=env.get("LOG_LEVEL", "info"))
+    p = build_parser(env)
     args = p.parse_args(argv)
+    given_by: dict[str, str] = {}  # field -> the variable that set it
+
+    for field, value in vars(args).items():
+        if isinstance(value, _FromEnv):
+            given_by[field] = value.setting.name
+            try:
+                setattr(args, field, value.convert(value.setting.text))
+            except argparse.ArgumentTypeError as exc:
+                p.error(f"{value.setting.name}: {exc}")
+
+    def source(field: str) -> str:
+        return given_by.get(field, "--" + field.replace("_", "-"))
+
+    if args.device is None:
+        args.device = default_device(env)
     if args.max_streams is None:
         args.max_streams = args.max_batch
-    for name in (
+    if not 0 <= args.port <= 65535:
+        p.error(f"{source('port')} must be a port number (0-65535)")
+    for field in (
         "max_batch",
         "max_streams",
         "first_chunk_tokens",
         "max_text_chars",
         "max_upload_bytes",
     ):
-        if getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
+        if getattr(args, field) < 1:
+            p.error(f"{source(field)} must be at least 1")
     if args.max_queue < 0:
-        p.error("--max-queue must be at least 0")
+        p.error(f"{source('max_queue')} must be at least 0")
+    if args.max_prompt_seconds <= 0:
+        p.error(f"{source('max_prompt_seconds')} must be positive")
     return ServerConfig(
         host=args.host,
         port=args.port,
-        device=args.device or default_device(env),
-        model=ModelVariant(args.model),
+        device=args.device,
+        model=args.model,
         ckpt_dir=args.ckpt_dir,
         random_weights=args.random_weights,
         voices_dir=args.voices_dir,
@@ -147,6 +340,7 @@ def parse_config(
         max_batch=args.max_batch,
         max_text_chars=args.max_text_chars,
         max_upload_bytes=args.max_upload_bytes,
+        max_prompt_seconds=args.max_prompt_seconds,
         watermark=args.watermark,
         cpu_kernels=args.cpu_kernels,
         first_chunk_tokens=args.first_chunk_tokens,

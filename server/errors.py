@@ -1,85 +1,78 @@
-"""Errors the routes raise and the JSON responses they become (never a bare 500 for bad input)."""
+"""What can go wrong with a request, in words meant for the client.
+
+A leaf module: it imports nothing of the worker, so any layer can raise these. How each API
+shows them (our `{"error", "field", "allowed"}` or OpenAI's `{"error": {...}}`) is decided in
+`server/error_responses.py`; a stream that has started reports them as an event instead.
+"""
 
 from __future__ import annotations
 
-import logging
-
-from starlette.exceptions import HTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
-
-from server.admission import Overloaded
-from server.engine.conditionals import AudioPromptError
-from server.forms import FieldError
-from server.worker import NotReady
-
-logger = logging.getLogger("server")
-
-RETRY_AFTER_BUSY_S = 2
-RETRY_AFTER_LOADING_S = 5
+# Seconds a client is asked to wait before retrying.
+RETRY_AFTER_BUSY_S = 2  # a slot frees as soon as one stream ends
+RETRY_AFTER_LOADING_S = 5  # loading a model takes seconds
 
 
-class PayloadTooLarge(Exception):
-    def __init__(self, field: str, limit: int):
-        super().__init__(f"{field} is larger than the {limit} byte limit")
+class ServiceError(Exception):
+    """An error with an HTTP status and, where one field is at fault, its name."""
+
+    status = 500
+    retry_after: int | None = None
+
+    def __init__(self, message: str, field: str | None = None, allowed: str | None = None):
+        super().__init__(message)
         self.field = field
+        self.allowed = allowed
+
+
+class FieldError(ServiceError):
+    """A field's value is not accepted."""
+
+    status = 422
+
+    def __init__(self, field_name: str, message: str, allowed: str | None = None):
+        super().__init__(message, field_name, allowed)
+
+
+class BadRequest(ServiceError):
+    """Malformed input that is no single field's fault (a broken multipart body, bad JSON)."""
+
+    status = 400
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+
+    def __init__(self, field_name: str, limit: int):
+        super().__init__(
+            f"{field_name} is larger than the {limit} byte limit",
+            field_name,
+            f"at most {limit} bytes",
+        )
         self.limit = limit
 
 
-class BadRequest(Exception):
-    """Malformed input that is no single field's fault (a broken multipart body, bad JSON)."""
+class NotFound(ServiceError):
+    status = 404
 
 
-async def field_error(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, FieldError)
-    return JSONResponse(exc.body(), status_code=422)
+class Overloaded(ServiceError):
+    """Every running slot and every queue place is taken."""
+
+    status = 503
+    retry_after = RETRY_AFTER_BUSY_S
+
+    def __init__(self) -> None:
+        super().__init__("server busy: every stream slot and queue place is taken; retry shortly")
 
 
-async def audio_prompt_error(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": str(exc), "field": "audio_prompt"}, status_code=422)
+class NotReady(ServiceError):
+    """The model is not loaded (yet, or at all)."""
+
+    status = 503
+    retry_after = RETRY_AFTER_LOADING_S
 
 
-async def payload_too_large(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, PayloadTooLarge)
-    body = {"error": str(exc), "field": exc.field, "allowed": f"at most {exc.limit} bytes"}
-    return JSONResponse(body, status_code=413)
+class SynthesisFailed(ServiceError):
+    """The engine failed on a request that had been accepted; the worker carries on."""
 
-
-async def bad_request(request: Request, exc: Exception) -> Response:
-    return JSONResponse({"error": str(exc)}, status_code=400)
-
-
-async def overloaded(request: Request, exc: Exception) -> Response:
-    return JSONResponse(
-        {"error": "server busy: every stream slot and queue place is taken; retry shortly"},
-        status_code=503,
-        headers={"Retry-After": str(RETRY_AFTER_BUSY_S)},
-    )
-
-
-async def not_ready(request: Request, exc: Exception) -> Response:
-    return JSONResponse(
-        {"error": str(exc)}, status_code=503, headers={"Retry-After": str(RETRY_AFTER_LOADING_S)}
-    )
-
-
-async def http_exception(request: Request, exc: Exception) -> Response:
-    assert isinstance(exc, HTTPException)
-    return JSONResponse({"error": exc.detail}, status_code=exc.status_code, headers=exc.headers)
-
-
-async def unexpected(request: Request, exc: Exception) -> Response:
-    logger.exception("unhandled error on %s %s", request.method, request.url.path)
-    return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, status_code=500)
-
-
-EXCEPTION_HANDLERS = {
-    FieldError: field_error,
-    AudioPromptError: audio_prompt_error,
-    PayloadTooLarge: payload_too_large,
-    BadRequest: bad_request,
-    Overloaded: overloaded,
-    NotReady: not_ready,
-    HTTPException: http_exception,
-    Exception: unexpected,
-}
+    status = 500

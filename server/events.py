@@ -7,8 +7,9 @@ import hashlib
 from dataclasses import asdict
 from typing import Any
 
-from server.audio import SAMPLE_RATE, pcm16
-from server.engine.engine import AudioChunk, StreamMetrics
+from server.audio import pcm16
+from server.engine.schema import AudioChunk, StreamMetrics
+from server.engine.types import SAMPLE_RATE
 
 PCM_ENCODING = "pcm_s16le"
 
@@ -40,8 +41,9 @@ def token_digest(tokens: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()[:16]
 
 
-def error_event(message: str) -> dict[str, Any]:
-    return {"error": message}
+def error_event(error: dict[str, Any]) -> dict[str, Any]:
+    """The seeds' `{"error": message}`, with our error body's other fields (field, allowed)."""
+    return error
 
 
 def timing_headers(metrics: StreamMetrics) -> dict[str, str]:

@@ -6,8 +6,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
 from server.config import ServerConfig
-from server.errors import BadRequest, PayloadTooLarge
-from server.forms import FieldError, SpeechFields, parse_speech_fields
+from server.errors import BadRequest, FieldError, PayloadTooLarge
+from server.forms import SpeechFields, parse_speech_fields
 
 FORM_TYPES = ("multipart/form-data", "application/x-www-form-urlencoded")
 # Room for the non-file fields on top of the upload itself.

@@ -14,22 +14,11 @@ from typing import Any
 from server.engine.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from server.engine.loading import ModelVariant
 from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+from server.errors import FieldError
+from server.voice_resolver import VoiceChoice
 
 MAX_SEED = 2**31 - 1
 MAX_NEW_TOKENS_LIMIT = 4000  # 160 s of speech
-
-
-class FieldError(ValueError):
-    def __init__(self, field_name: str, message: str, allowed: str | None = None):
-        super().__init__(message)
-        self.field = field_name
-        self.allowed = allowed
-
-    def body(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": str(self), "field": self.field}
-        if self.allowed is not None:
-            body["allowed"] = self.allowed
-        return body
 
 
 @dataclass(frozen=True)
@@ -89,15 +78,15 @@ SAMPLING_FIELDS = (
 
 @dataclass(frozen=True)
 class SpeechFields:
-    """A validated synthesis request, before its voice is resolved."""
+    """A validated synthesis request, before its voice is resolved: what every endpoint's
+    input becomes."""
 
     text: str
     params: SamplingParams
     chunk_size: int = DEFAULT_CHUNK_SIZE
     seed: int | None = None
     max_new_tokens: int | None = None
-    voice: str | None = None
-    audio_prompt: bytes | None = field(default=None, repr=False)
+    voice: VoiceChoice = field(default_factory=VoiceChoice)
 
 
 def default_params(variant: ModelVariant) -> SamplingParams:
@@ -143,8 +132,7 @@ def parse_speech_fields(
         chunk_size=int(given.get("chunk_size", DEFAULT_CHUNK_SIZE)),
         seed=_optional_int(given.get("seed")),
         max_new_tokens=_optional_int(given.get("max_new_tokens")),
-        voice=voice_id,
-        audio_prompt=audio_prompt,
+        voice=VoiceChoice(name=voice_id, prompt=audio_prompt),
     )
 
 

@@ -15,11 +15,10 @@ import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from server.engine.conditionals import VoiceConditionals
+from server.engine.conditionals import VoiceConditionals, load_conditionals, save_conditionals
 
 ID_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,63}$")
 MAX_NAME_CHARS = 64
@@ -60,7 +59,7 @@ class VoiceLibrary:
         info = VoiceInfo(voice_id_for(name, voice.key), name, time.time(), voice.key)
         staging = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
         try:
-            torch.save(_to_payload(voice), staging / VOICE_FILE)
+            save_conditionals(voice, staging / VOICE_FILE)
             (staging / META_FILE).write_text(json.dumps(asdict(info)))
             target = self.root / info.id
             if target.exists():
@@ -91,7 +90,7 @@ class VoiceLibrary:
             cached = self._cache.get(voice_id)
             if cached and cached[0] == stamp:
                 return cached[1]
-        voice = _from_payload(torch.load(path, map_location=self.device, weights_only=True))
+        voice = load_conditionals(path, self.device)
         with self._lock:
             self._cache[voice_id] = (stamp, voice)
         return voice
@@ -108,16 +107,3 @@ class VoiceLibrary:
         if not valid_voice_id(voice_id):
             raise VoiceNotFoundError(voice_id)
         return self.root / voice_id
-
-
-def _to_payload(voice: VoiceConditionals) -> dict[str, Any]:
-    t3 = {k: v.cpu() if torch.is_tensor(v) else v for k, v in vars(voice.t3).items()}
-    t3["cond_prompt_speech_emb"] = None  # derived from the tokens on use
-    gen = {k: v.cpu() if torch.is_tensor(v) else v for k, v in voice.gen.items()}
-    return {"t3": t3, "gen": gen, "key": voice.key}
-
-
-def _from_payload(payload: dict[str, Any]) -> VoiceConditionals:
-    from chatterbox.models.t3.modules.cond_enc import T3Cond
-
-    return VoiceConditionals(T3Cond(**payload["t3"]), dict(payload["gen"]), payload["key"])

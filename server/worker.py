@@ -1,8 +1,7 @@
-"""The worker's state: model loading status, admission control, metrics and voices."""
+"""The worker's state: model loading status, the runner, admission control, metrics, voices."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -13,13 +12,13 @@ import torch
 
 from server.admission import Admission
 from server.config import ServerConfig
-from server.engine.conditionals import VoiceConditionals
 from server.engine.device_thread import DeviceThread
-from server.engine.engine import SpeechEngine, StreamingEngine
-from server.engine.runner import BatchedEngineRunner, EngineRunner, PreparedPrompt
-from server.forms import FieldError, SpeechFields
+from server.engine.engine import SpeechEngine
+from server.engine.runners import EngineRunner, make_runner
+from server.errors import NotReady
 from server.metrics import WorkerMetrics
-from server.voices import VoiceLibrary, VoiceNotFoundError
+from server.voice_resolver import VoiceResolver
+from server.voices import VoiceLibrary
 
 logger = logging.getLogger("server")
 
@@ -28,10 +27,6 @@ class WorkerStatus(StrEnum):
     LOADING = "loading"
     READY = "ready"
     FAILED = "failed"
-
-
-class NotReady(Exception):
-    """The model is not loaded (yet, or at all)."""
 
 
 class Worker:
@@ -45,6 +40,7 @@ class Worker:
         self.status = WorkerStatus.LOADING
         self.error: str | None = None
         self.runner: EngineRunner | None = None
+        self._resolver: VoiceResolver | None = None
         self.model_name = config.model.value
         self.device_name = config.device
         self.started = time.time()
@@ -62,13 +58,15 @@ class Worker:
             self.status, self.error = WorkerStatus.FAILED, f"{type(exc).__name__}: {exc}"
             return
         self.runner = make_runner(engine, self.config.max_batch, self.device)
+        self._resolver = VoiceResolver(self.voices, self.runner)
         self.model_name, self.device_name = engine.model_name, engine.device_name
         self.status = WorkerStatus.READY
         logger.info(
-            "ready: %s on %s in %.1f s",
+            "ready: %s on %s in %.1f s (%s)",
             self.model_name,
             self.device_name,
             time.perf_counter() - started,
+            type(self.runner).__name__,
         )
 
     def ready_runner(self) -> EngineRunner:
@@ -78,18 +76,10 @@ class Worker:
             raise NotReady("the model is still loading")
         return self.runner
 
-    async def voice_for(self, fields: SpeechFields) -> VoiceSelection:
-        """Validate the voice part of a request now; compute model work later, in turn."""
-        runner = self.ready_runner()
-        if fields.voice is not None:
-            try:
-                saved = await asyncio.to_thread(self.voices.load, fields.voice)
-            except VoiceNotFoundError:
-                raise FieldError("voice", f"unknown voice {fields.voice!r}") from None
-            return VoiceSelection(saved=saved)
-        if fields.audio_prompt is not None:
-            return VoiceSelection(prompt=await runner.prepare_prompt(fields.audio_prompt))
-        return VoiceSelection()
+    def voice_resolver(self) -> VoiceResolver:
+        self.ready_runner()
+        assert self._resolver is not None
+        return self._resolver
 
     def health(self) -> dict[str, Any]:
         return {
@@ -108,24 +98,3 @@ class Worker:
         if self.runner is not None:
             self.runner.close()
         self.device.close()
-
-
-def make_runner(engine: SpeechEngine, max_batch: int, device: DeviceThread) -> EngineRunner:
-    if max_batch > 1 and isinstance(engine, StreamingEngine):
-        return BatchedEngineRunner(engine, max_batch, device)
-    return EngineRunner(engine, device)
-
-
-class VoiceSelection:
-    """A request's voice: saved, from an audio prompt, or (neither) the built-in one."""
-
-    def __init__(
-        self, saved: VoiceConditionals | None = None, prompt: PreparedPrompt | None = None
-    ):
-        self.saved = saved
-        self.prompt = prompt
-
-    async def resolve(self, runner: EngineRunner) -> VoiceConditionals | None:
-        if self.prompt is not None:
-            return await runner.voice_from_prompt(self.prompt)
-        return self.saved

@@ -17,7 +17,7 @@ CACHE = Path(
 
 
 def checkpoint_dir(variant: ModelVariant) -> Path:
-    from scripts.make_random_checkpoint import build_random_checkpoint
+    from server.engine.random_checkpoint import build_random_checkpoint
 
     return build_random_checkpoint(variant.value, CACHE / "checkpoints" / variant.value)
 

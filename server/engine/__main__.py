@@ -8,7 +8,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -19,22 +18,12 @@ import torch
 from server.engine.engine import SAMPLE_RATE, EngineConfig, StreamingEngine, SynthesisRequest
 from server.engine.loading import ModelVariant, load_model
 
-RANDOM_CHECKPOINTS = (
-    Path(os.environ.get("CHATTERBOX_TEST_CACHE", Path.home() / ".cache" / "chatterbox-streaming"))
-    / "checkpoints"
-)
+# Re-exported: the bench scripts and start_streaming_servers.sh import it from here.
+from server.engine.random_checkpoint import random_checkpoint as random_checkpoint
 
 
 def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def random_checkpoint(variant: ModelVariant) -> Path:
-    """Build (once) and return a full-size random-weight checkpoint: it speaks noise."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from scripts.make_random_checkpoint import build_random_checkpoint
-
-    return build_random_checkpoint(variant.value, RANDOM_CHECKPOINTS / variant.value)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,17 +23,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.engine.batching import BatchStream, SegmentPlan
 from server.engine.device_thread import DeviceThread
-from server.engine.engine import StreamingEngine
-from server.engine.loading import ModelVariant
+from server.engine.engine import SpeechEngine
 from server.engine.schema import AudioChunk, Cancelled, SynthesisRequest, SynthesisResult
-from server.engine.stream_state import (
-    SegmentPlan,
-    StreamState,
-    last_chunks_together,
-    next_chunks_together,
-)
-from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +46,7 @@ class _Job:
     emit: Emit
     cancel: threading.Event
     key: int
-    state: StreamState | None = None
+    state: BatchStream | None = None
     plan: SegmentPlan | None = None
     segment_tokens: int = 0
     t3_done: bool = False
@@ -89,7 +82,7 @@ class DeviceTime:
 
 @dataclass
 class BatchScheduler:
-    engine: StreamingEngine
+    engine: SpeechEngine
     max_batch: int
     device: DeviceThread
     share_flow: bool = True  # due chunks of equal shape share one flow call
@@ -102,9 +95,8 @@ class BatchScheduler:
     _running: bool = False  # the loop is on the device thread, or queued there
 
     def __post_init__(self) -> None:
-        model = self.engine.model
-        batch_type = TurboBatch if model.variant is ModelVariant.TURBO else OriginalBatch
-        self._batch: _Batch = batch_type(model.t3)
+        self._batch = self.engine.new_token_batch()
+        self._stop_token = self.engine.stop_token
 
     @property
     def active(self) -> int:
@@ -225,8 +217,7 @@ class BatchScheduler:
 
     def _take_token(self, job: _Job, token: int) -> None:
         assert job.state is not None and job.plan is not None
-        stop = self.engine.model.t3.hp.stop_speech_token
-        if token >= 0 and token != stop:
+        if token >= 0 and token != self._stop_token:
             job.state.accept(token)
             job.segment_tokens += 1
             if job.segment_tokens < job.plan.cap:
@@ -262,18 +253,18 @@ class BatchScheduler:
         prompt length, and `job`'s tokens make a full chunk for them too (last chunks: the
         same number of tokens)."""
         state = job.state
-        if not (self.share_flow and self.engine.model.meanflow and job.streaming and state):
+        if not (self.share_flow and self.engine.shares_flow_calls and job.streaming and state):
             return [job]
-        prompt = state.streamer.prompt_tokens()
+        prompt = state.prompt_tokens()
         if job.t3_done:
             count = state.last_chunk_tokens()
 
-            def fits(other: StreamState) -> bool:
+            def fits(other: BatchStream) -> bool:
                 return other.last_chunk_tokens() == count
         else:
             count = state.pending_tokens()
 
-            def fits(other: StreamState) -> bool:
+            def fits(other: BatchStream) -> bool:
                 return other.hop() <= count <= other.pending_tokens()
 
         group = [job]
@@ -284,7 +275,7 @@ class BatchScheduler:
                 other.streaming
                 and other.t3_done == job.t3_done
                 and other.state is not None
-                and other.state.streamer.prompt_tokens() == prompt
+                and other.state.prompt_tokens() == prompt
                 and fits(other.state)
             ):
                 group.append(other)
@@ -298,9 +289,9 @@ class BatchScheduler:
         if len(group) > 1:
             states = [j.state for j in group if j.state is not None]
             if job.t3_done:
-                chunks = last_chunks_together(states)
+                chunks = self.engine.last_chunks_together(states)
             else:
-                chunks = next_chunks_together(states, job.state.pending_tokens())
+                chunks = self.engine.next_chunks_together(states, job.state.pending_tokens())
             self.device_time.shared_flow_calls += 1
             self.device_time.shared_flow_chunks += len(group)
             for member, chunk in zip(group, chunks, strict=True):

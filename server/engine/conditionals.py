@@ -13,15 +13,16 @@ import math
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from server.engine.loading import LoadedModel, ModelVariant
+from server.engine.types import SAMPLE_RATE as S3GEN_SR
 from server.engine.types import Audio
 
-S3GEN_SR = 24000
 S3_SR = 16000
 MIN_PROMPT_SECONDS = 5.0
 # Upstream keeps 15 s for the T3 prompt tokens and 10 s for S3Gen; more is never used.
@@ -53,6 +54,22 @@ class VoiceConditionals:
             emotion_adv=exaggeration * torch.ones(1, 1, 1, device=device),
         )
         return t3, dict(self.gen)
+
+
+def save_conditionals(voice: VoiceConditionals, path: Path) -> None:
+    """Write a voice to `path` (a torch file of plain tensors: loads with weights_only)."""
+    t3 = {k: v.cpu() if torch.is_tensor(v) else v for k, v in vars(voice.t3).items()}
+    t3["cond_prompt_speech_emb"] = None  # derived from the tokens on use
+    gen = {k: v.cpu() if torch.is_tensor(v) else v for k, v in voice.gen.items()}
+    torch.save({"t3": t3, "gen": gen, "key": voice.key}, path)
+
+
+def load_conditionals(path: Path, device: torch.device) -> VoiceConditionals:
+    """A voice written by `save_conditionals`, on `device`."""
+    from chatterbox.models.t3.modules.cond_enc import T3Cond
+
+    payload = torch.load(path, map_location=device, weights_only=True)
+    return VoiceConditionals(T3Cond(**payload["t3"]), dict(payload["gen"]), payload["key"])
 
 
 def builtin_voice(model: LoadedModel) -> VoiceConditionals | None:

@@ -1,7 +1,8 @@
 """The streaming engine: text in, seamless audio chunks out, while T3 is still generating.
 
 Synchronous and single-threaded by design: one call uses the device until it returns or its
-generator is closed. `server.engine.runner.EngineRunner` puts it behind asyncio.
+generator is closed. `server.engine.runners` put it behind asyncio, one stream at a time or
+every stream of the device batched (which drives T3 through `start` and `new_token_batch`).
 """
 
 from __future__ import annotations
@@ -9,15 +10,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Generator, Iterator
-from typing import Protocol
+from typing import Protocol, cast
 
+from server.engine.batching import BatchStream, TokenBatch
 from server.engine.conditionals import ConditionalsCache, VoiceConditionals, builtin_voice
 from server.engine.loading import LoadedModel, ModelVariant
 from server.engine.schema import (
     DEFAULT_CHUNK_SIZE,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
-    SAMPLE_RATE,
     AudioChunk,
     Cancelled,
     EngineConfig,
@@ -26,10 +27,11 @@ from server.engine.schema import (
     SynthesisRequest,
     SynthesisResult,
 )
-from server.engine.stream_state import StreamState
+from server.engine.stream_state import StreamState, last_chunks_together, next_chunks_together
+from server.engine.t3_batch import OriginalBatch, TurboBatch
 from server.engine.text import split_into_segments
 from server.engine.token_stream import original_speech_tokens, turbo_speech_tokens
-from server.engine.types import Audio
+from server.engine.types import SAMPLE_RATE, Audio
 from server.engine.watermark import new_watermarker
 
 logger = logging.getLogger(__name__)
@@ -61,6 +63,19 @@ class SpeechEngine(Protocol):
         self, request: SynthesisRequest, cancel: threading.Event | None = None
     ) -> SynthesisResult: ...
 
+    # What the batched runner drives (`batching.py`).
+    @property
+    def stop_token(self) -> int: ...
+    @property
+    def shares_flow_calls(self) -> bool:
+        """Whether due chunks of several streams can share one flow call."""
+        ...
+
+    def start(self, request: SynthesisRequest, streaming: bool = True) -> BatchStream: ...
+    def new_token_batch(self) -> TokenBatch: ...
+    def next_chunks_together(self, streams: list[BatchStream], count: int) -> list[AudioChunk]: ...
+    def last_chunks_together(self, streams: list[BatchStream]) -> list[AudioChunk]: ...
+
 
 class StreamingEngine:
     def __init__(self, model: LoadedModel, config: EngineConfig | None = None):
@@ -87,6 +102,25 @@ class StreamingEngine:
     @property
     def device_name(self) -> str:
         return str(self.model.device)
+
+    @property
+    def stop_token(self) -> int:
+        return int(self.model.t3.hp.stop_speech_token)
+
+    @property
+    def shares_flow_calls(self) -> bool:
+        # Only the mean-flow decoder (Turbo) has been measured to gain from shared calls.
+        return self.model.meanflow
+
+    def new_token_batch(self) -> TokenBatch:
+        batch_type = TurboBatch if self.model.variant is ModelVariant.TURBO else OriginalBatch
+        return batch_type(self.model.t3)
+
+    def next_chunks_together(self, streams: list[BatchStream], count: int) -> list[AudioChunk]:
+        return next_chunks_together(cast(list[StreamState], streams), count)
+
+    def last_chunks_together(self, streams: list[BatchStream]) -> list[AudioChunk]:
+        return last_chunks_together(cast(list[StreamState], streams))
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None

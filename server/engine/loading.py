@@ -109,6 +109,31 @@ def turbo_t3_config() -> Any:
     return hp
 
 
+def t3_config(variant: ModelVariant) -> Any:
+    """The T3 hyper-parameters of `variant`, as upstream's `from_local` sets them up."""
+    if variant is ModelVariant.TURBO:
+        return turbo_t3_config()
+    from chatterbox.models.t3.modules.t3_config import T3Config
+
+    return T3Config.english_only()  # what a bare T3() uses
+
+
+def build_modules(variant: ModelVariant) -> tuple[Any, Any, Any]:
+    """`variant`'s voice encoder, T3 and S3Gen, constructed in that order as upstream does.
+
+    Their weights are PyTorch's random initialisation unless built under `no_init_weights`.
+    `load_model` fills them from a checkpoint; `random_checkpoint` saves them as one.
+    """
+    from chatterbox.models.s3gen import S3Gen
+    from chatterbox.models.t3 import T3
+    from chatterbox.models.voice_encoder import VoiceEncoder
+
+    voice_encoder = VoiceEncoder()
+    t3 = T3(t3_config(variant))
+    s3gen = S3Gen(meanflow=variant is ModelVariant.TURBO)
+    return voice_encoder, t3, s3gen
+
+
 def missing_files(variant: ModelVariant, ckpt_dir: Path) -> list[str]:
     return [f for f in LAYOUTS[variant].required_files if not (ckpt_dir / f).is_file()]
 
@@ -171,10 +196,7 @@ def load_model(
     parameters or tokens bit for bit with upstream.
     """
     # Importing chatterbox costs seconds of its own (torch, transformers, diffusers, librosa);
-    # it is paid once per process and not counted as loading.
-    from chatterbox.models.s3gen import S3Gen
-    from chatterbox.models.t3 import T3
-    from chatterbox.models.voice_encoder import VoiceEncoder
+    # it is paid once per process and not counted as loading (tts_turbo imports the modules).
     from chatterbox.tts_turbo import Conditionals
     from transformers.initialization import no_init_weights
 
@@ -185,9 +207,7 @@ def load_model(
     # safetensors places tensors straight on the target device; no CPU round trip on CUDA.
     map_location = str(device)
     with no_init_weights():
-        voice_encoder = VoiceEncoder()
-        t3 = T3(turbo_t3_config()) if variant is ModelVariant.TURBO else T3()
-        s3gen = S3Gen(meanflow=True) if variant is ModelVariant.TURBO else S3Gen()
+        voice_encoder, t3, s3gen = build_modules(variant)
 
     # On CUDA the loaded tensors are fresh allocations and are adopted as they are. On the CPU
     # safetensors hands out views of the memory-mapped file at unaligned offsets, which makes

@@ -9,7 +9,6 @@ from server.engine.sampling import SamplingParams
 from server.engine.text import TOKEN_MARGIN, TOKENS_PER_CHAR
 from server.engine.types import Audio
 
-SAMPLE_RATE = 24000
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; T3's start/stop tokens lie above
 SILENCE_TOKEN = 4299  # upstream S3GEN_SIL
 TRAILING_SILENCE_TOKENS = 3  # upstream Turbo appends these before decoding

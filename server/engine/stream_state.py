@@ -18,7 +18,6 @@ from server.engine.conditionals import VoiceConditionals
 from server.engine.loading import LoadedModel, ModelVariant
 from server.engine.schema import (
     MODEL_MAX_TOKENS_PER_SEGMENT,
-    SAMPLE_RATE,
     SILENCE_TOKEN,
     SPEECH_VOCAB_SIZE,
     TRAILING_SILENCE_TOKENS,
@@ -36,7 +35,7 @@ from server.engine.token2wav import (
     Token2WavStreamer,
     flow_mel_together,
 )
-from server.engine.types import Audio
+from server.engine.types import SAMPLE_RATE, Audio
 from server.engine.watermark import StreamWatermarker, mark_whole
 
 
@@ -138,6 +137,10 @@ class StreamState:
     def pending_tokens(self) -> int:
         """Tokens a chunk made now would turn into audio."""
         return self.streamer.pending_tokens(len(self.tokens), finalize=False)
+
+    def prompt_tokens(self) -> int:
+        """The flow prompt's length: chunks of streams with equal lengths can share a call."""
+        return self.streamer.prompt_tokens()
 
     def chunk_due(self) -> bool:
         return self.pending_tokens() >= self.hop()

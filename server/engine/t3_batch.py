@@ -64,7 +64,7 @@ DEFAULT_PREFIX_CACHE_SIZE = 8
 _KV = list[tuple[torch.Tensor, torch.Tensor]]
 
 
-class _Batch:
+class T3Batch:
     def __init__(
         self,
         t3: Any,
@@ -215,7 +215,7 @@ def _pad_left(cache: Any, columns: int) -> None:
         layer.values = F.pad(layer.values, (0, 0, columns, 0))
 
 
-class TurboBatch(_Batch):
+class TurboBatch(T3Batch):
     @torch.inference_mode()
     def add(
         self,
@@ -261,7 +261,7 @@ class TurboBatch(_Batch):
         return result
 
 
-class OriginalBatch(_Batch):
+class OriginalBatch(T3Batch):
     @torch.inference_mode()
     def add(
         self,

@@ -11,10 +11,9 @@ from typing import Any
 
 import numpy as np
 
-from server.engine.types import Audio
+from server.engine.types import SAMPLE_RATE, Audio
 
-LEFT_CONTEXT_SAMPLES = 12000  # 0.5 s at 24 kHz
-SAMPLE_RATE = 24000
+LEFT_CONTEXT_SAMPLES = SAMPLE_RATE // 2  # 0.5 s
 
 
 def new_watermarker() -> Any:

@@ -9,9 +9,8 @@ from starlette.datastructures import UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from server.errors import BadRequest, PayloadTooLarge
+from server.errors import BadRequest, FieldError, NotFound, PayloadTooLarge
 from server.form_input import FORM_OVERHEAD_BYTES, check_body_size
-from server.forms import FieldError
 from server.voices import MAX_NAME_CHARS, VoiceNotFoundError
 from server.worker import Worker
 
@@ -20,16 +19,17 @@ AUDIO_FIELDS = ("audio", "file", "audio_prompt")
 
 async def create_voice(request: Request) -> Response:
     worker: Worker = request.app.state.worker
-    runner = worker.ready_runner()
+    resolver = worker.voice_resolver()
     limit = worker.config.max_upload_bytes
     check_body_size(request, limit + FORM_OVERHEAD_BYTES)
     try:
         async with request.form(max_files=1, max_fields=8) as form:
             name = form.get("name")
-            upload = next(
-                (form[f] for f in AUDIO_FIELDS if isinstance(form.get(f), UploadFile)), None
+            audio_field = next(
+                (f for f in AUDIO_FIELDS if isinstance(form.get(f), UploadFile)), None
             )
-            if not isinstance(upload, UploadFile):
+            upload = form.get(audio_field) if audio_field else None
+            if audio_field is None or not isinstance(upload, UploadFile):
                 raise FieldError("audio", "upload the voice's audio as a file field 'audio'")
             audio = await upload.read(limit + 1)
     except (FieldError, PayloadTooLarge):
@@ -37,12 +37,12 @@ async def create_voice(request: Request) -> Response:
     except Exception as exc:
         raise BadRequest(f"could not read the form: {exc}") from None
     if len(audio) > limit:
-        raise PayloadTooLarge("audio", limit)
+        raise PayloadTooLarge(audio_field, limit)
     if not isinstance(name, str) or not name.strip():
         raise FieldError("name", "name is required")
     if len(name) > MAX_NAME_CHARS:
         raise FieldError("name", f"name is longer than {MAX_NAME_CHARS} characters")
-    voice = await runner.voice_from_audio(audio)  # AudioPromptError -> 422
+    voice = await resolver.conditionals_from_audio(audio, audio_field)
     info = await asyncio.to_thread(worker.voices.save, name.strip(), voice)
     return JSONResponse(asdict(info), status_code=201)
 
@@ -59,5 +59,5 @@ async def delete_voice(request: Request) -> Response:
     try:
         await asyncio.to_thread(worker.voices.delete, voice_id)
     except VoiceNotFoundError:
-        return JSONResponse({"error": f"no voice {voice_id!r}"}, status_code=404)
+        raise NotFound(f"no voice {voice_id!r}") from None
     return Response(status_code=204)

@@ -13,7 +13,7 @@ import pytest
 from server.engine.device_thread import DeviceThread
 from server.engine.engine import AudioChunk, EngineConfig, StreamingEngine, SynthesisRequest
 from server.engine.loading import LoadedModel
-from server.engine.runner import BatchedEngineRunner, EngineRunner
+from server.engine.runners import BatchedRunner, SerialRunner
 from server.engine.sampling import TURBO_DEFAULTS
 
 pytestmark = pytest.mark.model
@@ -26,10 +26,12 @@ def engine(turbo_model: LoadedModel) -> StreamingEngine:
 
 
 @pytest.fixture
-def runner(engine: StreamingEngine) -> Iterator[BatchedEngineRunner]:
-    runner = BatchedEngineRunner(engine, max_batch=4)
+def runner(engine: StreamingEngine) -> Iterator[BatchedRunner]:
+    device = DeviceThread()
+    runner = BatchedRunner(engine, max_batch=4, device=device)
     yield runner
     runner.close()
+    device.close()
 
 
 def _request(seed: int, tokens: int = 14) -> SynthesisRequest:
@@ -55,7 +57,7 @@ def _check_alone_equal(
 
 
 def test_concurrent_streams_each_get_their_solo_tokens(
-    engine: StreamingEngine, runner: BatchedEngineRunner
+    engine: StreamingEngine, runner: BatchedRunner
 ) -> None:
     async def scenario() -> list[list[AudioChunk]]:
         return list(
@@ -69,7 +71,7 @@ def test_concurrent_streams_each_get_their_solo_tokens(
 
 
 def test_a_stream_joining_late_and_one_cancelled_leave_the_others_intact(
-    engine: StreamingEngine, runner: BatchedEngineRunner
+    engine: StreamingEngine, runner: BatchedRunner
 ) -> None:
     async def scenario() -> tuple[list[AudioChunk], list[AudioChunk]]:
         first = runner.stream(_request(4))
@@ -88,14 +90,14 @@ def test_a_stream_joining_late_and_one_cancelled_leave_the_others_intact(
 
 
 def test_regular_synthesis_and_voice_work_through_the_scheduler(
-    engine: StreamingEngine, runner: BatchedEngineRunner
+    engine: StreamingEngine, runner: BatchedRunner
 ) -> None:
     from tests.audio import wav_bytes
 
     async def scenario() -> None:
         result = await runner.synthesize(_request(7))
         assert result.summary.speech_tokens == engine.speech_tokens(_request(7))
-        voice = await runner.voice_from_audio(wav_bytes(6.0))
+        voice = await runner.run(lambda: engine.voices.get(wav_bytes(6.0)))
         chunks = await _collect(
             runner.stream(SynthesisRequest("With a voice.", seed=1, max_new_tokens=8, voice=voice))
         )
@@ -108,8 +110,8 @@ def test_scheduler_works_on_the_device_thread_and_hands_it_back(
     engine: StreamingEngine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     device = DeviceThread()
-    batched = BatchedEngineRunner(engine, max_batch=4, device=device)
-    serial = EngineRunner(engine, device)
+    batched = BatchedRunner(engine, max_batch=4, device=device)
+    serial = SerialRunner(engine, device)
     started_on: set[int] = set()
     start = engine.start
 
@@ -139,7 +141,7 @@ def test_scheduler_works_on_the_device_thread_and_hands_it_back(
 
 
 def test_streams_due_together_share_flow_calls(
-    engine: StreamingEngine, runner: BatchedEngineRunner
+    engine: StreamingEngine, runner: BatchedRunner
 ) -> None:
     async def scenario() -> list[list[AudioChunk]]:
         streams = (_collect(runner.stream(_request(s, tokens=30))) for s in (11, 12, 13))

@@ -10,7 +10,6 @@ from typing import Any, cast
 from server.engine.batch_scheduler import MAX_SHARED_FLOW_STREAMS, BatchScheduler, _Job
 from server.engine.device_thread import DeviceThread
 from server.engine.engine import SynthesisRequest
-from server.engine.loading import ModelVariant
 
 
 @dataclass
@@ -20,9 +19,8 @@ class FakeState:
     prompt: int = 150
     last: int = 0
 
-    @property
-    def streamer(self) -> Any:
-        return SimpleNamespace(prompt_tokens=lambda: self.prompt)
+    def prompt_tokens(self) -> int:
+        return self.prompt
 
     def pending_tokens(self) -> int:
         return self.pending
@@ -35,8 +33,8 @@ class FakeState:
 
 
 def _scheduler(meanflow: bool = True) -> BatchScheduler:
-    model = SimpleNamespace(variant=ModelVariant.TURBO, t3=None, meanflow=meanflow)
-    return BatchScheduler(cast(Any, SimpleNamespace(model=model)), 8, DeviceThread())
+    engine = SimpleNamespace(stop_token=0, shares_flow_calls=meanflow, new_token_batch=lambda: None)
+    return BatchScheduler(cast(Any, engine), 8, DeviceThread())
 
 
 def _job(key: int, state: FakeState, streaming: bool = True, t3_done: bool = False) -> _Job:

@@ -8,18 +8,19 @@ from collections.abc import AsyncGenerator
 
 import pytest
 
+from server.engine.device_thread import DeviceThread
 from server.engine.engine import EngineConfig, StreamingEngine, SynthesisRequest
 from server.engine.loading import LoadedModel
-from server.engine.runner import EngineRunner
+from server.engine.runners import SerialRunner
 
 
 @pytest.fixture(scope="module")
-def runner(turbo_model: LoadedModel) -> EngineRunner:
-    return EngineRunner(StreamingEngine(turbo_model, EngineConfig(watermark=False)))
+def runner(turbo_model: LoadedModel) -> SerialRunner:
+    return SerialRunner(StreamingEngine(turbo_model, EngineConfig(watermark=False)), DeviceThread())
 
 
 @pytest.mark.model
-def test_event_loop_stays_responsive_while_generating(runner: EngineRunner) -> None:
+def test_event_loop_stays_responsive_while_generating(runner: SerialRunner) -> None:
     async def scenario() -> tuple[int, float]:
         ticks = 0
         worst_gap = 0.0
@@ -47,7 +48,7 @@ def test_event_loop_stays_responsive_while_generating(runner: EngineRunner) -> N
 
 
 @pytest.mark.model
-def test_consumer_leaving_frees_the_device_and_next_request_runs(runner: EngineRunner) -> None:
+def test_consumer_leaving_frees_the_device_and_next_request_runs(runner: SerialRunner) -> None:
     async def scenario() -> float:
         request = SynthesisRequest(
             "Stop me early please.", chunk_size=10, seed=1, max_new_tokens=400
@@ -69,7 +70,7 @@ def test_consumer_leaving_frees_the_device_and_next_request_runs(runner: EngineR
 
 
 @pytest.mark.model
-def test_engine_errors_reach_the_consumer(runner: EngineRunner) -> None:
+def test_engine_errors_reach_the_consumer(runner: SerialRunner) -> None:
     async def scenario() -> None:
         with pytest.raises(ValueError, match="chunk_size"):
             async for _ in runner.stream(SynthesisRequest("x", chunk_size=1)):

@@ -10,7 +10,7 @@ import torch
 from server.engine.conditionals import builtin_voice
 from server.engine.loading import LoadedModel
 from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
-from server.engine.t3_batch import OriginalBatch, TurboBatch, _Batch
+from server.engine.t3_batch import OriginalBatch, T3Batch, TurboBatch
 from server.engine.text import normalize_punctuation
 from server.engine.token_stream import turbo_speech_tokens
 
@@ -32,7 +32,7 @@ def _text_tokens(model: LoadedModel, key: str) -> torch.Tensor:
 
 
 def _add(
-    batch: _Batch,
+    batch: T3Batch,
     model: LoadedModel,
     key: str,
     params: SamplingParams,
@@ -48,10 +48,10 @@ def _add(
 
 def _run(
     model: LoadedModel,
-    batch_type: type[_Batch],
+    batch_type: type[T3Batch],
     params: SamplingParams,
     schedule: list[str],
-    batch: _Batch | None = None,
+    batch: T3Batch | None = None,
 ) -> dict[Hashable, tuple[list[int], list[torch.Tensor]]]:
     """Run a schedule: '+k' adds stream k, '-k' removes it, 's' steps every stream; '*k' adds
     stream k with the voice's conditioning marked as shared (its prefill cached)."""
@@ -78,7 +78,7 @@ def _run(
 
 def _assert_matches_solo(
     model: LoadedModel,
-    batch_type: type[_Batch],
+    batch_type: type[T3Batch],
     params: SamplingParams,
     together: dict[Hashable, tuple[list[int], list[torch.Tensor]]],
 ) -> None:
@@ -139,7 +139,7 @@ def test_streams_of_one_voice_share_its_prefill_and_keep_their_solo_logits(
     variant: str, request: pytest.FixtureRequest
 ) -> None:
     model: LoadedModel = request.getfixturevalue(f"{variant}_model")
-    batch_type: type[_Batch] = TurboBatch if variant == "turbo" else OriginalBatch
+    batch_type: type[T3Batch] = TurboBatch if variant == "turbo" else OriginalBatch
     params = TURBO_DEFAULTS if variant == "turbo" else ORIGINAL_DEFAULTS
     batch = batch_type(model.t3, record_logits=True)
     together = _run(model, batch_type, params, ["*a", "s", "*b", "s", "s", "*c", "s"], batch)

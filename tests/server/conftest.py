@@ -15,10 +15,16 @@ from server.engine.engine import SpeechEngine
 from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
 
+# Every HTTP test runs against both runners: one request at a time, and batched decoding.
+RUNNER_BATCH_SIZES = {"serial": 1, "batched": 4}
 
-@pytest.fixture
-def base_config(tmp_path: Path) -> ServerConfig:
-    return ServerConfig(voices_dir=tmp_path / "voices", max_streams=1, max_queue=4)
+
+@pytest.fixture(params=list(RUNNER_BATCH_SIZES), ids=list(RUNNER_BATCH_SIZES))
+def base_config(tmp_path: Path, request: pytest.FixtureRequest) -> ServerConfig:
+    max_batch = RUNNER_BATCH_SIZES[request.param]
+    return ServerConfig(
+        voices_dir=tmp_path / "voices", max_streams=1, max_queue=4, max_batch=max_batch
+    )
 
 
 @contextmanager

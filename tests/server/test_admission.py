@@ -7,7 +7,8 @@ import random
 
 import pytest
 
-from server.admission import Admission, Overloaded
+from server.admission import Admission
+from server.errors import Overloaded
 
 
 def test_reserve_refuses_when_running_and_queue_are_full() -> None:

@@ -6,7 +6,9 @@ import pytest
 
 from server.engine.loading import ModelVariant
 from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS
-from server.forms import FieldError, parse_speech_fields
+from server.error_responses import native_body
+from server.errors import FieldError
+from server.forms import parse_speech_fields
 
 
 def test_defaults_follow_the_model_variant() -> None:
@@ -41,4 +43,8 @@ def test_errors_name_the_field_and_range(name: str, value: str, allowed: str) ->
             {"text": "x", name: value}, variant=ModelVariant.TURBO, max_text_chars=9
         )
     assert caught.value.field == name and caught.value.allowed == allowed
-    assert caught.value.body() == {"error": str(caught.value), "field": name, "allowed": allowed}
+    assert native_body(caught.value) == {
+        "error": str(caught.value),
+        "field": name,
+        "allowed": allowed,
+    }

@@ -58,15 +58,6 @@ def test_stream_and_regular_give_the_same_tokens(real_server: LiveServer) -> Non
     assert audio.shape[0] * 2 == streamed_bytes
 
 
-def test_openai_pcm_stream(real_server: LiveServer) -> None:
-    response = httpx.post(
-        f"{real_server.url}/v1/audio/speech",
-        json={"input": "Hi.", "voice": "alloy", "response_format": "pcm"},
-        timeout=300,
-    )
-    assert response.status_code == 200 and len(response.content) > 0
-
-
 def test_voice_upload_computes_real_conditionals(real_server: LiveServer, tmp_path: Path) -> None:
     created = httpx.post(
         f"{real_server.url}/voices",

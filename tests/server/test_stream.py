@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import contextlib
 import time
 
 import httpx
@@ -93,14 +94,33 @@ def test_not_a_form_is_400(server: LiveServer) -> None:
     assert response.status_code == 400 and "multipart/form-data" in response.json()["error"]
 
 
-def test_broken_multipart_is_400(server: LiveServer) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'--abc\r\nContent-Disposition: form-data; name="text"\r\n\r\nhi\r\n--abc--\r\n',
+        b"--xyz\r\nNot a header line\r\n\r\nhi\r\n--xyz--\r\n",
+        b"no multipart framing at all",
+    ],
+    ids=["wrong-boundary", "bad-part-header", "no-framing"],
+)
+def test_broken_multipart_is_400(server: LiveServer, body: bytes) -> None:
+    response = httpx.post(
+        f"{server.url}/synthesize-stream",
+        content=body,
+        headers={"content-type": "multipart/form-data; boundary=xyz"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"].startswith("could not read the form")
+
+
+def test_a_part_cut_short_is_missing_so_its_field_is_422(server: LiveServer) -> None:
+    # The multipart parser drops a part without its closing boundary: the field is absent.
     response = httpx.post(
         f"{server.url}/synthesize-stream",
         content=b'--xyz\r\nContent-Disposition: form-data; name="text"\r\n\r\nhel',
         headers={"content-type": "multipart/form-data; boundary=xyz"},
     )
-    assert response.status_code in (400, 422)
-    assert "error" in response.json()
+    assert response.status_code == 422 and response.json()["field"] == "text"
 
 
 def test_bad_audio_prompts_are_422_before_the_stream(server: LiveServer) -> None:
@@ -232,23 +252,30 @@ def test_failure_mid_stream_is_an_error_event_and_worker_survives(
 def test_client_leaving_while_waiting_for_the_device_frees_its_slot_at_once(
     base_config: ServerConfig, fake: FakeEngine
 ) -> None:
-    # Two admitted streams, one device: the second waits for the engine. If its client leaves,
-    # its slot must come back now, not when the first stream ends.
+    # One more admitted stream than the device runs at once (1 serial, a full batch when
+    # batched): the last waits for the engine. If its client leaves, its slot must come back
+    # now, not when the others end.
+    running = base_config.max_batch
     fake.chunks, fake.delay = 100, 0.05
-    with serving(replace(base_config, max_streams=2, max_queue=0), fake) as live:
+    config = replace(base_config, max_streams=running + 1, max_queue=0)
+    with serving(config, fake) as live, contextlib.ExitStack() as streams:
         wait_ready(live.url)
-        with httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": "A."}) as a:
-            first = iter_events(a)
-            next(first)
-            with httpx.stream(
-                "POST", f"{live.url}/synthesize-stream", data={"text": "B."}, timeout=2
-            ) as b:
-                assert b.status_code == 200
-            deadline = time.monotonic() + 2
-            while time.monotonic() < deadline:
-                if httpx.get(f"{live.url}/health").json()["active_streams"] == 1:
-                    break
-                time.sleep(0.02)
-            assert httpx.get(f"{live.url}/health").json()["active_streams"] == 1
-            assert fake.produced < 100  # the first stream is still running
-    assert len(fake.requests) == 1  # the second never reached the engine
+        readers = []  # kept: a reader that is collected closes its response
+        for index in range(running):
+            response = streams.enter_context(
+                httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": f"{index}."})
+            )
+            readers.append(iter_events(response))
+            next(readers[-1])
+        with httpx.stream(
+            "POST", f"{live.url}/synthesize-stream", data={"text": "Last."}, timeout=2
+        ) as last:
+            assert last.status_code == 200
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            if httpx.get(f"{live.url}/health").json()["active_streams"] == running:
+                break
+            time.sleep(0.02)
+        assert httpx.get(f"{live.url}/health").json()["active_streams"] == running
+        assert fake.produced < 100 * running  # the others are still running
+    assert len(fake.requests) == running  # the last never reached the engine

@@ -43,7 +43,7 @@ def test_voice_lifecycle_and_use(server: LiveServer, fake: FakeEngine) -> None:
 
 def test_bad_uploads_are_clear_errors(server: LiveServer) -> None:
     short = _upload(server.url, "Short", wav_bytes(1.0))
-    assert short.status_code == 422 and short.json()["field"] == "audio_prompt"
+    assert short.status_code == 422 and short.json()["field"] == "audio"  # the file's field
     nameless = _upload(server.url, "  ", wav_bytes(6.0))
     assert nameless.status_code == 422 and nameless.json()["field"] == "name"
     no_file = httpx.post(f"{server.url}/voices", data={"name": "x"})

@@ -1,0 +1,74 @@
+"""How errors look on the wire: our JSON shape, or OpenAI's for its API.
+
+Routes raise `server.errors` exceptions and never build error bodies themselves. Requests
+under `/v1/audio/` get OpenAI's `{"error": {message, type, param, code}}` (its clients parse
+that), every other route ours: `{"error", "field", "allowed"}`.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from server.errors import ServiceError
+
+logger = logging.getLogger("server")
+
+OPENAI_PREFIX = "/v1/audio/"
+
+
+def native_body(exc: ServiceError) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": str(exc)}
+    if exc.field is not None:
+        body["field"] = exc.field
+    if exc.allowed is not None:
+        body["allowed"] = exc.allowed
+    return body
+
+
+def openai_body(exc: ServiceError) -> dict[str, Any]:
+    kind = "invalid_request_error" if exc.status < 500 else "server_error"
+    return {"error": {"message": str(exc), "type": kind, "param": exc.field, "code": None}}
+
+
+def openai_status(exc: ServiceError) -> int:
+    # OpenAI answers every invalid parameter with 400; its clients treat 422 as unexpected.
+    return 400 if exc.status == 422 else exc.status
+
+
+def error_response(request: Request, exc: ServiceError) -> Response:
+    headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
+    if request.url.path.startswith(OPENAI_PREFIX):
+        return JSONResponse(openai_body(exc), status_code=openai_status(exc), headers=headers)
+    return JSONResponse(native_body(exc), status_code=exc.status, headers=headers)
+
+
+async def service_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ServiceError)
+    return error_response(request, exc)
+
+
+async def http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    error = ServiceError(str(exc.detail))
+    error.status = exc.status_code
+    response = error_response(request, error)
+    if exc.headers:
+        response.headers.update(exc.headers)
+    return response
+
+
+async def unexpected(request: Request, exc: Exception) -> Response:
+    logger.exception("unhandled error on %s %s", request.method, request.url.path)
+    return error_response(request, ServiceError(f"internal error: {type(exc).__name__}"))
+
+
+EXCEPTION_HANDLERS = {
+    ServiceError: service_error,
+    HTTPException: http_exception,
+    Exception: unexpected,
+}

@@ -7,12 +7,12 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from server.config import ServerConfig
 from server.engine.engine import SpeechEngine
 from server.error_responses import EXCEPTION_HANDLERS
-from server.routes import openai_speech, ops, speech, voices
+from server.routes import openai_speech, ops, seed_websockets, speech, voices
 from server.worker import Worker
 
 
@@ -34,6 +34,8 @@ def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine])
             Route("/synthesize-stream", speech.synthesize_stream, methods=["POST"]),
             Route("/synthesize", speech.synthesize, methods=["POST"]),
             Route("/v1/audio/speech", openai_speech.speech, methods=["POST"]),
+            WebSocketRoute("/ws/tts", seed_websockets.tts),
+            WebSocketRoute("/ws/stream/audio", seed_websockets.stream_audio),
             Route("/voices", voices.create_voice, methods=["POST"]),
             Route("/voices", voices.list_voices, methods=["GET"]),
             Route("/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),

@@ -15,9 +15,18 @@ PCM_ENCODING = "pcm_s16le"
 
 
 def audio_chunk_event(chunk: AudioChunk) -> dict[str, Any]:
+    """The seeds' `audio_chunk` SSE event: the audio in base64, with its metadata."""
+    audio = base64.b64encode(pcm16(chunk.audio)).decode("ascii")
+    return {"chunk_id": chunk.chunk_id, "audio_chunk": audio, **_chunk_fields(chunk)}
+
+
+def audio_chunk_metadata(chunk: AudioChunk) -> dict[str, Any]:
+    """What a protocol that sends the audio as a binary frame says about it."""
+    return {"chunk_id": chunk.chunk_id, "samples": int(chunk.audio.size), **_chunk_fields(chunk)}
+
+
+def _chunk_fields(chunk: AudioChunk) -> dict[str, Any]:
     return {
-        "chunk_id": chunk.chunk_id,
-        "audio_chunk": base64.b64encode(pcm16(chunk.audio)).decode("ascii"),
         "encoding": PCM_ENCODING,
         "sample_rate": SAMPLE_RATE,
         "metrics": asdict(chunk.metrics),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -122,4 +123,22 @@ def test_openai_sse_equals_the_engine(live: LiveServer, direct: dict[str, object
     assert events[-1]["type"] == "speech.audio.done"
     assert events[-1]["usage"]["output_tokens"] == direct["tokens"]
     audio = b"".join(base64.b64decode(e["audio"]) for e in events[:-1])
+    _same_audio(np.frombuffer(audio, "<i2"), direct["stream_pcm"])
+
+
+def test_seed_websocket_equals_the_engine(live: LiveServer, direct: dict[str, object]) -> None:
+    from websockets.sync.client import connect
+
+    url = live.url.replace("http://", "ws://") + "/ws/tts"
+    audio, last = b"", None
+    with connect(url, open_timeout=30) as socket:
+        socket.send(json.dumps({"text": TEXT, "seed": SEED}))
+        while last is None or last["type"] not in ("complete", "error"):
+            frame = socket.recv(timeout=300)
+            if isinstance(frame, bytes):
+                audio += frame
+            else:
+                last = json.loads(frame)
+    assert last["type"] == "complete"
+    assert last["stats"]["speech_tokens_digest"] == direct["digest"]
     _same_audio(np.frombuffer(audio, "<i2"), direct["stream_pcm"])

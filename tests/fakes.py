@@ -200,6 +200,9 @@ class FakeStream:
         self._planned = True
         return FakePlan(None, None, self.engine.chunks * TOKENS_PER_CHUNK, "fake")
 
+    def waiting_for_text(self) -> bool:
+        return False
+
     def accept(self, token: int) -> None:
         self.accepted += 1
 

@@ -35,6 +35,9 @@ logger = logging.getLogger(__name__)
 # groups would delay the most urgent listener for little gain.
 MAX_SHARED_FLOW_STREAMS = 4
 
+# How long the loop sleeps while every stream waits for text, at most (seconds).
+TEXT_WAIT_SECONDS = 0.05
+
 Emit = Callable[[object], None]  # receives AudioChunk / SynthesisResult / BaseException / DONE
 DONE = object()
 
@@ -50,6 +53,7 @@ class _Job:
     plan: SegmentPlan | None = None
     segment_tokens: int = 0
     t3_done: bool = False
+    needs_text: bool = False  # a text-in stream with no complete segment yet
 
 
 @dataclass
@@ -93,6 +97,9 @@ class BatchScheduler:
     device_time: DeviceTime = field(default_factory=DeviceTime)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _running: bool = False  # the loop is on the device thread, or queued there
+    # Set by anything that gives the loop work (new requests, text for a waiting stream):
+    # the loop sleeps on it while every stream waits for text.
+    _wakeup: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
         self._batch = self.engine.new_token_batch()
@@ -118,6 +125,7 @@ class BatchScheduler:
         self._wake()
 
     def _wake(self) -> None:
+        self._wakeup.set()
         with self._lock:
             if self._running:
                 return
@@ -141,9 +149,14 @@ class BatchScheduler:
             try:
                 self._drop_cancelled()
                 self._admit()
+                self._resume_text_streams()
                 if len(self._batch):
                     self._step()
-                self._vocode_one()
+                if not self._vocode_one() and not len(self._batch):
+                    # Every stream waits for text: sleep until some arrives (or a new
+                    # request); the timeout bounds how late a cancellation is noticed.
+                    self._wakeup.wait(TEXT_WAIT_SECONDS)
+                    self._wakeup.clear()
             except Exception as exc:  # never let one bad stream stop the device's thread
                 logger.exception("scheduler iteration failed")
                 for job in [*self._waiting, *self._active.values()]:
@@ -173,6 +186,8 @@ class BatchScheduler:
             job = self._waiting.pop(0)
             try:
                 job.state = self.engine.start(job.request, streaming=job.streaming)
+                if job.request.text_feed is not None:
+                    job.request.text_feed.listen(self._wakeup.set)
                 self._active[job.key] = job
                 self._next_segment(job)
             except Exception as exc:
@@ -183,7 +198,8 @@ class BatchScheduler:
         job.plan = job.state.next_segment()
         job.segment_tokens = 0
         if job.plan is None:
-            job.t3_done = True
+            job.needs_text = job.state.waiting_for_text()
+            job.t3_done = not job.needs_text
             return
         with self.device_time.timing("prefill"):
             first = self._batch.add(
@@ -195,6 +211,15 @@ class BatchScheduler:
                 job.plan.cond_key,
             )
         self._take_token(job, first)
+
+    def _resume_text_streams(self) -> None:
+        """Text-in streams whose next segment may have arrived start generating it."""
+        for job in [j for j in self._active.values() if j.needs_text]:
+            job.needs_text = False
+            try:
+                self._next_segment(job)
+            except Exception as exc:  # e.g. the segment's prefill
+                self._fail(job, exc)
 
     def _step(self) -> None:
         try:
@@ -226,14 +251,15 @@ class BatchScheduler:
         self._batch.remove(job.key)
         self._next_segment(job)
 
-    def _vocode_one(self) -> None:
+    def _vocode_one(self) -> bool:
+        """At most one piece of token-to-wave work; False if there was none."""
         due = [
             job
             for job in self._active.values()
             if job.state is not None and (job.t3_done or (job.streaming and job.state.chunk_due()))
         ]
         if not due:
-            return
+            return False
         due.sort(key=lambda j: j.state.buffered_seconds() if j.state else 0.0)
         group = self._chunk_group(due[0], due[1:])
         try:
@@ -242,11 +268,12 @@ class BatchScheduler:
         except Exception as exc:
             for job in group:
                 self._fail(job, exc)
-            return
+            return True
         # Only now, so the time of the last chunk is on the books when its consumer ends.
         if finished:
             for job in group:
                 self._finish(job)
+        return True
 
     def _chunk_group(self, job: _Job, others: list[_Job]) -> list[_Job]:
         """`job` and the other due streams whose chunk can share its flow call: the same

@@ -155,7 +155,14 @@ class StreamingEngine:
             if self.model.variant is ModelVariant.TURBO
             else original_speech_tokens
         )
-        for segment in iter(state.next_segment, None):
+        while True:
+            segment = state.next_segment()
+            if segment is None:
+                if not state.waiting_for_text():
+                    return
+                yield  # the caller sends what is generated so far, then we wait for text
+                state.wait_for_text(cancel)
+                continue
             for token in token_source(
                 self.model.t3,
                 segment.t3_cond,
@@ -177,7 +184,7 @@ class StreamingEngine:
         if not MIN_CHUNK_SIZE <= request.chunk_size <= MAX_CHUNK_SIZE:
             raise ValueError(f"chunk_size must be {MIN_CHUNK_SIZE}-{MAX_CHUNK_SIZE}")
         segments = split_into_segments(request.text, self.config.max_segment_chars)
-        if not segments:
+        if not segments and request.text_feed is None:
             raise ValueError("text is empty")
         return StreamState(
             self.model,

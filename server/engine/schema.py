@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from server.engine.conditionals import VoiceConditionals
 from server.engine.sampling import SamplingParams
 from server.engine.text import TOKEN_MARGIN, TOKENS_PER_CHAR
+from server.engine.text_feed import TextFeed
 from server.engine.types import Audio
 
 SPEECH_VOCAB_SIZE = 6561  # S3 tokens; T3's start/stop tokens lie above
@@ -47,6 +48,8 @@ class SynthesisRequest:
     first_chunk_tokens: int | None = None  # None: the engine's configured value
     # perf_counter() when the request arrived, so latencies include queueing; None: now.
     started_at: float | None = None
+    # Text-in streaming: `text` is ignored and segments come from the feed as they complete.
+    text_feed: TextFeed | None = None
 
 
 @dataclass(frozen=True)

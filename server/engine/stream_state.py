@@ -7,6 +7,7 @@ tokens S3Gen decodes, when a chunk is due, the chunk's audio, watermark and metr
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -22,6 +23,7 @@ from server.engine.schema import (
     SPEECH_VOCAB_SIZE,
     TRAILING_SILENCE_TOKENS,
     AudioChunk,
+    Cancelled,
     EngineConfig,
     StreamMetrics,
     StreamSummary,
@@ -37,6 +39,11 @@ from server.engine.token2wav import (
 )
 from server.engine.types import SAMPLE_RATE, Audio
 from server.engine.watermark import StreamWatermarker, mark_whole
+
+# How often a serial stream waiting for text checks for cancellation (seconds).
+TEXT_POLL_SECONDS = 0.05
+# Silence tokens that cover the decoder's crossfade tail (3840 samples, 4 tokens of 960).
+PAUSE_COVER_TOKENS = 4
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,11 @@ class StreamState:
         self._segment_tokens = 0
         self._chunks = 0
         self._tokens_finished = False  # the trailing silence is appended
+        # Text-in streams: the text arrives while the stream runs (`TextFeed`).
+        self._feed = request.text_feed
+        self._waiting = False  # for text: nothing to generate until more arrives
+        self._paused = False  # the pause's silence is in `tokens` already
+        self._resumed_chunk = -1  # the chunk count when generation resumed after a pause
         self._watermarker = watermarker
         self._marker = StreamWatermarker(watermarker) if watermarker and streaming else None
         self._clock = _Clock(request.started_at or time.perf_counter())
@@ -95,19 +107,23 @@ class StreamState:
     # --- T3 side -------------------------------------------------------------------------
 
     def next_segment(self) -> SegmentPlan | None:
-        """The next sentence group to generate, or None when the request is complete."""
+        """The next sentence group to generate, or None: the request is complete, or (see
+        `waiting_for_text`) a text-in stream has no complete segment yet."""
         if self._segment >= 0 and self._segment_tokens >= self._segment_cap:
             self.cap_hit = True
         budget = self.request.max_new_tokens
         if budget is not None and len(self.raw_tokens) >= budget:
+            self._waiting = False
+            return None
+        if self._segment + 1 >= len(self.segments) and not self._take_text():
             return None
         self._segment += 1
-        if self._segment >= len(self.segments):
-            return None
         segment = self.segments[self._segment]
-        if self._segment > 0:
+        if self._segment > 0 and not self._paused:
             # A short pause between sentence groups, as between upstream calls.
             self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
+        if self._paused:
+            self._paused, self._resumed_chunk = False, self._chunks
         cap = default_token_cap(
             segment,
             MODEL_MAX_TOKENS_PER_SEGMENT,
@@ -121,6 +137,42 @@ class StreamState:
         cond_key = (self.voice.key, self.request.params.exaggeration)
         return SegmentPlan(self._text_tokens(segment), t3_cond, cap, cond_key)
 
+    def waiting_for_text(self) -> bool:
+        """True after `next_segment` found no complete text yet (more is coming)."""
+        return self._waiting
+
+    def wait_for_text(self, cancel: threading.Event | None) -> None:
+        """Block until the text feed changes; raises `Cancelled` once `cancel` is set."""
+        assert self._feed is not None
+        while not (cancel is not None and cancel.is_set()):
+            if self._feed.ready():
+                return
+            self._feed.wait(TEXT_POLL_SECONDS)
+        raise Cancelled()
+
+    def _take_text(self) -> bool:
+        """Move complete text from the feed into `segments`; True if there is some."""
+        self._waiting = False
+        if self._feed is None:
+            return False
+        taken = self._feed.take()
+        if taken:
+            self.segments.extend(taken)
+            return True
+        if taken is not None:  # more text is coming
+            self._waiting = True
+            self._pause()
+        return False
+
+    def _pause(self) -> None:
+        """While waiting for text, let everything generated so far be heard: the speech is
+        followed by enough silence to cover what the decoder holds back (the flow's
+        lookahead and the crossfade tail), so only silence waits for the next segment."""
+        if self._paused or not self.tokens:
+            return
+        self._paused = True
+        self.tokens.extend([SILENCE_TOKEN] * (TRAILING_SILENCE_TOKENS + PAUSE_COVER_TOKENS))
+
     def accept(self, token: int) -> None:
         self.raw_tokens.append(token)
         self._segment_tokens += 1
@@ -130,9 +182,11 @@ class StreamState:
     # --- audio side ----------------------------------------------------------------------
 
     def hop(self) -> int:
-        """Tokens the next chunk waits for."""
+        """Tokens the next chunk waits for: few for a stream's first audio, and again after
+        a pause for text (the listener's buffer has run dry)."""
         first = self.request.first_chunk_tokens or self.config.first_chunk_tokens
-        return first if self._chunks == 0 else self.request.chunk_size
+        starting = self._chunks == 0 or self._chunks == self._resumed_chunk
+        return first if starting else self.request.chunk_size
 
     def pending_tokens(self) -> int:
         """Tokens a chunk made now would turn into audio."""
@@ -143,7 +197,8 @@ class StreamState:
         return self.streamer.prompt_tokens()
 
     def chunk_due(self) -> bool:
-        return self.pending_tokens() >= self.hop()
+        pending = self.pending_tokens()
+        return pending >= self.hop() or (self._waiting and pending > 0)
 
     def chunk_flow_input(self, count: int) -> FlowInput:
         """The flow's input for a next chunk of `count` (at most `pending_tokens()`) tokens."""

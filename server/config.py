@@ -60,6 +60,10 @@ DEFAULT_CPU_KERNELS = True
 # first audio comes quickly; later chunks are larger.
 DEFAULT_FIRST_CHUNK_TOKENS = EngineConfig.first_chunk_tokens
 DEFAULT_LOG_LEVEL = "info"
+# Text-in WebSockets (ElevenLabs' protocols): contexts open at once on one socket, as
+# ElevenLabs allows, and text per context (about 20 minutes of speech).
+DEFAULT_MAX_SOCKET_CONTEXTS = 5
+DEFAULT_MAX_CONTEXT_CHARS = 20_000
 
 # The levels both `logging` and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -111,6 +115,8 @@ class ServerConfig:
     cpu_kernels: bool = DEFAULT_CPU_KERNELS
     first_chunk_tokens: int = DEFAULT_FIRST_CHUNK_TOKENS
     log_level: str = DEFAULT_LOG_LEVEL
+    max_socket_contexts: int = DEFAULT_MAX_SOCKET_CONTEXTS
+    max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -286,6 +292,13 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "speech tokens in the first chunk of a stream",
     )
     option("--log-level", _log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS))
+    option(
+        "--max-socket-contexts",
+        _whole,
+        DEFAULT_MAX_SOCKET_CONTEXTS,
+        "text-in contexts open at once on one WebSocket",
+    )
+    option("--max-context-chars", _whole, DEFAULT_MAX_CONTEXT_CHARS, "text of one text-in context")
     return p
 
 
@@ -320,6 +333,8 @@ def parse_config(
         "first_chunk_tokens",
         "max_text_chars",
         "max_upload_bytes",
+        "max_socket_contexts",
+        "max_context_chars",
     ):
         if getattr(args, field) < 1:
             p.error(f"{source(field)} must be at least 1")
@@ -345,4 +360,6 @@ def parse_config(
         cpu_kernels=args.cpu_kernels,
         first_chunk_tokens=args.first_chunk_tokens,
         log_level=args.log_level,
+        max_socket_contexts=args.max_socket_contexts,
+        max_context_chars=args.max_context_chars,
     )

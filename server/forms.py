@@ -14,6 +14,7 @@ from typing import Any
 from server.engine.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from server.engine.loading import ModelVariant
 from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+from server.engine.text_feed import TextFeed
 from server.errors import FieldError
 from server.voice_resolver import VoiceChoice
 
@@ -87,6 +88,8 @@ class SpeechFields:
     seed: int | None = None
     max_new_tokens: int | None = None
     voice: VoiceChoice = field(default_factory=VoiceChoice)
+    # Text-in streaming: `text` is empty and the text arrives through the feed.
+    text_feed: TextFeed | None = None
 
 
 def default_params(variant: ModelVariant) -> SamplingParams:
@@ -111,9 +114,11 @@ def parse_speech_fields(
     variant: ModelVariant,
     max_text_chars: int,
     audio_prompt: bytes | None = None,
+    text_feed: TextFeed | None = None,
 ) -> SpeechFields:
-    """Validate form values (strings) into `SpeechFields`; empty values mean "default"."""
-    text = validate_text(values.get("text"), max_text_chars)
+    """Validate form values (strings or JSON numbers) into `SpeechFields`; empty values mean
+    "default". With a `text_feed`, the text arrives through it instead of `values`."""
+    text = "" if text_feed is not None else validate_text(values.get("text"), max_text_chars)
     given: dict[str, float | int] = {}
     for name, spec in FIELDS.items():
         raw = values.get(name)
@@ -133,6 +138,7 @@ def parse_speech_fields(
         seed=_optional_int(given.get("seed")),
         max_new_tokens=_optional_int(given.get("max_new_tokens")),
         voice=VoiceChoice(name=voice_id, prompt=audio_prompt),
+        text_feed=text_feed,
     )
 
 

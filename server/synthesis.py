@@ -118,6 +118,7 @@ class Synthesis:
             max_new_tokens=fields.max_new_tokens,
             voice=await self._voice.conditionals(),
             started_at=self.started,
+            text_feed=fields.text_feed,
         )
 
     def _observe_first_audio(self, seconds: float) -> None:

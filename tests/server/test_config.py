@@ -109,6 +109,8 @@ PRECEDENCE = {
     "cpu_kernels": ("off", "on", "off"),
     "first_chunk_tokens": ("5", "6", "7"),
     "log_level": ("debug", "warning", "error"),
+    "max_socket_contexts": ("5", "6", "7"),
+    "max_context_chars": ("5", "6", "7"),
 }
 
 

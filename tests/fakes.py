@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Generator, Hashable
+from collections.abc import Generator, Hashable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -77,6 +77,7 @@ class FakeEngine:
     threads: set[int] = field(default_factory=set)  # threads that generated
     _voices: FakeVoices = field(default_factory=FakeVoices)
     lock: threading.Lock = field(default_factory=threading.Lock)
+    _samples_made: dict[int, int] = field(default_factory=dict)
 
     @property
     def voices(self) -> FakeVoices:
@@ -98,52 +99,85 @@ class FakeEngine:
         return [int(t) for t in rng.integers(0, 6561, size=count)]
 
     def _begin(self, request: SynthesisRequest) -> None:
-        if not request.text.strip():
+        if not request.text.strip() and request.text_feed is None:
             raise ValueError("text is empty")
         with self.lock:
             self.requests.append(request)
             self.threads.add(threading.get_ident())
 
-    def chunk(self, request: SynthesisRequest, index: int, started: float) -> AudioChunk:
-        """Chunk `index` (1-based) of `request`: a 220 Hz tone, continuous across chunks."""
+    def chunk(
+        self, request: SynthesisRequest, index: int, started: float, tokens: int = TOKENS_PER_CHUNK
+    ) -> AudioChunk:
+        """Chunk `index` (1-based) of `request`: a 220 Hz tone, continuous across chunks,
+        `chunk_seconds` long for a full chunk of tokens."""
         if self.fail_after is not None and index > self.fail_after:
             raise RuntimeError("fake engine failure")
-        samples = int(self.chunk_seconds * SAMPLE_RATE)
-        t = (np.arange(samples) + (index - 1) * samples) / SAMPLE_RATE
+        samples = int(self.chunk_seconds * SAMPLE_RATE) * tokens // TOKENS_PER_CHUNK
+        offset = self._samples_made.get(id(request), 0)  # requests stay alive in .requests
+        self._samples_made[id(request)] = offset + samples
+        t = (np.arange(samples) + offset) / SAMPLE_RATE
         audio = (0.3 * np.sin(2 * np.pi * 220 * t)).astype(np.float32)
         now = time.perf_counter() - started
         self.produced += 1
-        last = index == self.chunks
+        seconds = (offset + samples) / SAMPLE_RATE
         return AudioChunk(
             index,
             audio,
             StreamMetrics(
-                now if index == 1 else 0.0,
-                now,
-                now / (index * self.chunk_seconds),
-                index * self.chunk_seconds,
-                index,
+                now if index == 1 else 0.0, now, now / max(seconds, 1e-9), seconds, index
             ),
-            is_last=last,
-            summary=StreamSummary(self.tokens(request), False, 1, request.seed or 0)
-            if last
-            else None,
         )
+
+    def finished(self, chunk: AudioChunk, request: SynthesisRequest) -> AudioChunk:
+        """`chunk` as the stream's last one."""
+        summary = StreamSummary(self.tokens(request), False, 1, request.seed or 0)
+        return replace(chunk, is_last=True, summary=summary)
+
+    def segment_chunks(
+        self, request: SynthesisRequest, cancel: threading.Event | None
+    ) -> Iterator[int | None]:
+        """Chunks to make for each piece of text in turn; None: no more text yet (wait)."""
+        feed = request.text_feed
+        if feed is None:
+            yield self.chunks
+            return
+        while (taken := feed.take()) is not None:
+            if taken:
+                yield self.chunks * len(taken)
+                continue
+            yield None
+            while not feed.ready():
+                if cancel is not None and cancel.is_set():
+                    self.cancelled += 1
+                    raise Cancelled()
+                feed.wait(0.02)
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
     ) -> Generator[AudioChunk, None, None]:
         self._begin(request)
         started = request.started_at or time.perf_counter()
-        first = 0.0
-        for index in range(1, self.chunks + 1):
-            time.sleep(self.delay)
-            if cancel is not None and cancel.is_set():
-                self.cancelled += 1
-                raise Cancelled()
-            chunk = self.chunk(request, index, started)
-            first = first or chunk.metrics.first_chunk_latency
-            yield replace(chunk, metrics=replace(chunk.metrics, first_chunk_latency=first))
+        first, index, held = 0.0, 0, None
+        # Each chunk is held until the next is known, so the last can say it is the last.
+        for count in self.segment_chunks(request, cancel):
+            for _ in range(count or 0):
+                time.sleep(self.delay)
+                if cancel is not None and cancel.is_set():
+                    self.cancelled += 1
+                    raise Cancelled()
+                if held is not None:
+                    yield held
+                index += 1
+                chunk = self.chunk(request, index, started)
+                first = first or chunk.metrics.first_chunk_latency
+                held = replace(chunk, metrics=replace(chunk.metrics, first_chunk_latency=first))
+            if count is None and held is not None:  # waiting for text: send all there is
+                yield held
+                held = None
+        if held is None:  # everything was sent while waiting: an empty last chunk
+            index += 1
+            held = self.chunk(request, index, started, tokens=0)
+        yield self.finished(held, request)
 
     def synthesize(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
@@ -181,27 +215,35 @@ class FakePlan:
 
 
 class FakeStream:
-    """One request's state for the batch scheduler: a chunk per `TOKENS_PER_CHUNK` tokens."""
+    """One request's state for the batch scheduler: a chunk per `TOKENS_PER_CHUNK` tokens,
+    each chunk held until more tokens follow (or the stream waits for text), so the last
+    one is made by `last_chunk`."""
 
     def __init__(self, engine: FakeEngine, request: SynthesisRequest):
         self.engine = engine
         self.request = request
         self.generator = None
         self.accepted = 0
-        self.emitted = 0  # chunks
+        self.emitted_tokens = 0
+        self.chunks_made = 0
         self.first = 0.0
-        self._planned = False
+        self._waiting = False
+        self._texts = engine.segment_chunks(request, None)
         self._started = request.started_at or time.perf_counter()
         self._chunks: list[AudioChunk] = []
 
     def next_segment(self) -> FakePlan | None:
-        if self._planned:
+        self._waiting = False
+        count = next(self._texts, 0)
+        if count is None:
+            self._waiting = True
             return None
-        self._planned = True
-        return FakePlan(None, None, self.engine.chunks * TOKENS_PER_CHUNK, "fake")
+        if count == 0:
+            return None
+        return FakePlan(count * TOKENS_PER_CHUNK, None, count * TOKENS_PER_CHUNK, "fake")
 
     def waiting_for_text(self) -> bool:
-        return False
+        return self._waiting
 
     def accept(self, token: int) -> None:
         self.accepted += 1
@@ -210,10 +252,11 @@ class FakeStream:
         return TOKENS_PER_CHUNK
 
     def pending_tokens(self) -> int:
-        return self.accepted - self.emitted * TOKENS_PER_CHUNK
+        return self.accepted - self.emitted_tokens
 
     def chunk_due(self) -> bool:
-        return self.pending_tokens() >= self.hop()
+        pending = self.pending_tokens()
+        return pending > TOKENS_PER_CHUNK or (self._waiting and pending > 0)
 
     def buffered_seconds(self) -> float:
         return 0.0
@@ -225,19 +268,24 @@ class FakeStream:
         return self.pending_tokens()
 
     def next_chunk(self) -> AudioChunk:
-        self.emitted += 1
-        chunk = self.engine.chunk(self.request, self.emitted, self._started)
-        self.first = self.first or chunk.metrics.first_chunk_latency
-        chunk = replace(chunk, metrics=replace(chunk.metrics, first_chunk_latency=self.first))
-        self._chunks.append(chunk)
-        return chunk
+        self._chunks.append(self._make(min(self.pending_tokens(), TOKENS_PER_CHUNK)))
+        return self._chunks[-1]
 
     def last_chunk(self) -> AudioChunk:
-        return self.next_chunk()
+        self._chunks.append(self.engine.finished(self._make(self.pending_tokens()), self.request))
+        return self._chunks[-1]
+
+    def _make(self, tokens: int) -> AudioChunk:
+        self.emitted_tokens += tokens
+        self.chunks_made += 1
+        chunk = self.engine.chunk(self.request, self.chunks_made, self._started, tokens)
+        self.first = self.first or chunk.metrics.first_chunk_latency
+        return replace(chunk, metrics=replace(chunk.metrics, first_chunk_latency=self.first))
 
     def whole(self) -> SynthesisResult:
-        while self.emitted < self.engine.chunks:
+        while self.pending_tokens() > TOKENS_PER_CHUNK:
             self.next_chunk()
+        self.last_chunk()
         return _whole(self._chunks)
 
 
@@ -264,7 +312,7 @@ class FakeTokenBatch:
         generator: Any,
         cond_key: Hashable | None = None,
     ) -> int:
-        self._left[key] = self.engine.chunks * TOKENS_PER_CHUNK
+        self._left[key] = int(text_tokens)  # the fake's plan: how many tokens to make
         return self._next(key)
 
     def step(self) -> dict[Hashable, int]:

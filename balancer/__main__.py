@@ -50,6 +50,11 @@ def main(argv: list[str] | None = None) -> int:
         # The workers' Date and Server headers are relayed; ours would duplicate them.
         server_header=False,
         date_header=False,
+        # Relayed WebSocket messages: the same limit as towards the workers. No per-message
+        # compression (uvicorn's default): it would deflate every audio frame for every client
+        # on the balancer's CPU, for audio that barely compresses.
+        ws_max_size=config.ws_max_message_bytes,
+        ws_per_message_deflate=False,
     )
     return 0
 

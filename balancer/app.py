@@ -23,6 +23,7 @@ from balancer.static import FrontendOrProxy
 from balancer.stats import StatsView
 from balancer.upstream import UpstreamClients, health_client
 from balancer.voices import VoiceBroadcast, is_voice_change
+from balancer.websocket import SocketProxy
 
 
 @dataclass
@@ -33,6 +34,7 @@ class Balancer:
     pool: WorkerPool
     totals: TotalCounters
     proxy: Proxy
+    sockets: SocketProxy
     checker: HealthChecker
     stats: StatsView
     metrics: BalancerMetrics
@@ -43,8 +45,9 @@ OWN_PATHS = frozenset({"/stats", "/metrics", "/health"})
 
 class BalancerApp:
     """The balancer's own endpoints go through Starlette; everything else goes straight to the
-    frontend-or-proxy dispatcher. Starlette's middleware wraps every `send`, which cost about
-    7% of the CPU per relayed event, for error pages the proxy makes itself anyway."""
+    frontend-or-proxy dispatcher, or for WebSockets (the balancer has none of its own) to the
+    socket proxy. Starlette's middleware wraps every `send`, which cost about 7% of the CPU per
+    relayed event, for error pages the proxy makes itself anyway."""
 
     def __init__(self, ops: Starlette, front: FrontendOrProxy, balancer: Balancer):
         self.ops = ops
@@ -54,6 +57,8 @@ class BalancerApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in OWN_PATHS:
             await self.front(scope, receive, send)
+        elif scope["type"] == "websocket":
+            await self.balancer.sockets(scope, receive, send)
         else:  # lifespan, and our own endpoints
             await self.ops(scope, receive, send)
 
@@ -86,6 +91,14 @@ def create_app(config: BalancerConfig) -> BalancerApp:
         pool=pool,
         totals=totals,
         proxy=proxy,
+        sockets=SocketProxy(
+            pool,
+            totals,
+            max_attempts=config.max_attempts,
+            retry_after=config.retry_after,
+            handshake_timeout=config.ws_handshake_timeout,
+            max_message_bytes=config.ws_max_message_bytes,
+        ),
         checker=HealthChecker(pool, checks, config.health_interval),
         stats=stats,
         metrics=BalancerMetrics(pool, totals, time.time()),

@@ -31,6 +31,12 @@ DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 DEFAULT_RETRY_AFTER_S = 2
 DEFAULT_STATIC_DIR = Path("frontend/dist")
 DEFAULT_SHUTDOWN_GRACE_S = 5.0
+# A WebSocket handshake with a worker is a TCP connect and one HTTP exchange: a worker that has
+# not accepted within this long is treated like one that refused, and another is tried.
+DEFAULT_WS_HANDSHAKE_TIMEOUT_S = 10.0
+# The largest WebSocket message relayed either way (websockets' own default, 1 MiB, is less
+# than a long utterance of base64 audio in one ElevenLabs-style JSON message).
+DEFAULT_WS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -52,6 +58,8 @@ class BalancerConfig:
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES
     retry_after: int = DEFAULT_RETRY_AFTER_S
     shutdown_grace: float = DEFAULT_SHUTDOWN_GRACE_S
+    ws_handshake_timeout: float = DEFAULT_WS_HANDSHAKE_TIMEOUT_S
+    ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE_BYTES
     log_level: str = "info"
 
 
@@ -164,6 +172,18 @@ def parse_config(
         default=default("SHUTDOWN_GRACE", d.shutdown_grace),
         help="seconds open streams get to finish on shutdown",
     )
+    p.add_argument(
+        "--ws-handshake-timeout",
+        type=float,
+        default=default("WS_HANDSHAKE_TIMEOUT", d.ws_handshake_timeout),
+        help="seconds a worker gets to accept a WebSocket before another is tried",
+    )
+    p.add_argument(
+        "--ws-max-message-bytes",
+        type=int,
+        default=default("WS_MAX_MESSAGE_BYTES", d.ws_max_message_bytes),
+        help="largest WebSocket message relayed, either way",
+    )
     p.add_argument("--log-level", default=default("LOG_LEVEL", d.log_level))
     args = p.parse_args(argv)
     if not args.workers:
@@ -172,10 +192,10 @@ def parse_config(
         workers = parse_workers(args.workers)
     except ValueError as exc:
         p.error(str(exc))
-    for name in ("max_attempts", "breaker_failures", "max_body_bytes"):
+    for name in ("max_attempts", "breaker_failures", "max_body_bytes", "ws_max_message_bytes"):
         if int(getattr(args, name)) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("health_interval", "health_timeout", "connect_timeout"):
+    for name in ("health_interval", "health_timeout", "connect_timeout", "ws_handshake_timeout"):
         if float(getattr(args, name)) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     read_timeout = float(args.read_timeout)
@@ -198,5 +218,7 @@ def parse_config(
         max_body_bytes=int(args.max_body_bytes),
         retry_after=max(0, int(args.retry_after)),
         shutdown_grace=max(0.0, float(args.shutdown_grace)),
+        ws_handshake_timeout=float(args.ws_handshake_timeout),
+        ws_max_message_bytes=int(args.ws_max_message_bytes),
         log_level=args.log_level,
     )

@@ -46,6 +46,29 @@ class LatencyRecorder:
 
 
 @dataclass
+class SocketCounters:
+    """WebSocket sessions, per worker and in total. An open socket also holds its worker's lease,
+    so it is in `in_flight` (the load the policy reads) as well as in `open` here.
+
+    In total, every client handshake handled ends in `opened` or `refused`, and every opened
+    socket in exactly one of `worker_closed`, `client_closed` and `lost`.
+    """
+
+    open: int = 0  # open now (a gauge)
+    opened: int = 0  # worker handshakes completed: the client's socket is relayed there
+    refused: int = 0  # total: client handshakes refused; per worker: upgrades it refused
+    failovers: int = 0  # moved from a worker to another before its handshake completed
+    lost: int = 0  # worker lost mid-socket: the client got an error message and close 1011
+    client_closed: int = 0  # the client went first: the worker's socket was closed at once
+    # The worker's socket closed: its close code was passed on (or ours, 1009, when the worker
+    # sent a message over the size limit).
+    worker_closed: int = 0
+    # Contexts of multi-stream sockets (balancer/contexts.py): open now, and opened so far.
+    contexts_open: int = 0
+    contexts_opened: int = 0
+
+
+@dataclass
 class WorkerCounters:
     requests: int = 0  # attempts routed here, failed ones included
     completed: int = 0  # responses relayed to the end
@@ -55,6 +78,7 @@ class WorkerCounters:
     lost: int = 0  # streams cut off after their first byte (the client got an error event)
     client_disconnects: int = 0
     ttfc: LatencyRecorder = field(default_factory=LatencyRecorder)
+    sockets: SocketCounters = field(default_factory=SocketCounters)
 
 
 @dataclass
@@ -69,4 +93,5 @@ class TotalCounters:
     too_large: int = 0
     # Every request ends in exactly one of: completed, lost, client_disconnects, no_worker,
     # rejected, too_large (counted after the last byte is sent, so a client leaving during it
-    # counts as a disconnect only).
+    # counts as a disconnect only). WebSockets are counted apart, in `sockets`.
+    sockets: SocketCounters = field(default_factory=SocketCounters)

@@ -54,7 +54,8 @@ _PAGE = """<!doctype html>
   <thead><tr>
     <th>worker</th><th>health</th><th>breaker</th><th>in flight / capacity</th>
     <th>requests</th><th>completed</th><th>errors</th><th>503s</th><th>failovers</th>
-    <th>lost</th><th>disconnects</th><th>TTFC p50</th><th>TTFC p95</th><th>checked</th>
+    <th>lost</th><th>disconnects</th><th>sockets open / opened</th><th>TTFC p50</th>
+    <th>TTFC p95</th><th>checked</th>
     <th>last error</th>
   </tr></thead>
   <tbody id="rows"></tbody>
@@ -87,7 +88,10 @@ function render(s) {
   const cards = [["in flight", b.in_flight], ["capacity", b.capacity],
     ["requests", t.requests], ["completed", t.completed], ["failovers", t.failovers],
     ["lost mid-stream", t.lost], ["client disconnects", t.client_disconnects],
-    ["all busy (worker 503)", t.rejected], ["no worker (503)", t.no_worker]];
+    ["all busy (worker 503)", t.rejected], ["no worker (503)", t.no_worker],
+    ["open sockets", t.sockets.open], ["sockets opened", t.sockets.opened],
+    ["socket failovers", t.sockets.failovers], ["sockets lost", t.sockets.lost],
+    ["open contexts", t.sockets.contexts_open]];
   const box = document.getElementById("cards");
   box.textContent = "";
   for (const [label, value] of cards) {
@@ -116,6 +120,7 @@ function render(s) {
     load.append(bar, `${w.in_flight} / ${w.capacity}`);
     for (const k of ["requests", "completed", "errors", "rejected", "failovers",
                      "lost_mid_stream", "client_disconnects"]) cell(tr, w[k]);
+    cell(tr, `${w.sockets.open} / ${w.sockets.opened}`);
     cell(tr, ms(w.ttfc_p50_s));
     cell(tr, ms(w.ttfc_p95_s));
     cell(tr, w.last_health_check_age_s === null ? "never" : w.last_health_check_age_s + " s ago");

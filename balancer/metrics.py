@@ -44,6 +44,34 @@ TOTAL_COUNTERS = {
     "too_large": "Requests refused for an oversized body",
 }
 
+# WebSocket sessions (counters.SocketCounters): `balancer_sockets_*` in total and
+# `balancer_worker_sockets_*` per worker. Gauges are what is open now.
+SOCKET_GAUGES = {
+    "open": "WebSockets open now",
+    "contexts_open": "Contexts open now on multi-stream WebSockets",
+}
+SOCKET_COUNTERS = {
+    "opened": "WebSockets whose worker handshake completed",
+    "refused": "WebSocket handshakes refused (per worker: upgrades the worker refused)",
+    "failovers": "WebSockets moved to another worker before their handshake completed",
+    "lost": "WebSockets whose worker was lost mid-socket (the client got close 1011)",
+    "client_closed": "WebSockets the client closed first",
+    "worker_closed": "WebSockets the worker closed (its close code passed on)",
+    "contexts_opened": "Contexts opened on multi-stream WebSockets",
+}
+
+
+def socket_families(
+    prefix: str, labels: list[str]
+) -> dict[str, GaugeMetricFamily | CounterMetricFamily]:
+    families: dict[str, GaugeMetricFamily | CounterMetricFamily] = {
+        name: GaugeMetricFamily(f"{prefix}_sockets_{name}", doc, labels=labels)
+        for name, doc in SOCKET_GAUGES.items()
+    }
+    for name, doc in SOCKET_COUNTERS.items():
+        families[name] = CounterMetricFamily(f"{prefix}_sockets_{name}", doc, labels=labels)
+    return families
+
 
 class BalancerCollector(Collector):
     def __init__(self, pool: WorkerPool, totals: TotalCounters, started: float):
@@ -60,6 +88,9 @@ class BalancerCollector(Collector):
             total = CounterMetricFamily(f"balancer_{name}", doc)
             total.add_metric([], getattr(self.totals, name))
             yield total
+        for name, family in socket_families("balancer", []).items():
+            family.add_metric([], getattr(self.totals.sockets, name))
+            yield family
 
         labels = ["worker"]
         gauges = {
@@ -82,6 +113,7 @@ class BalancerCollector(Collector):
             name: CounterMetricFamily(f"balancer_worker_{name}", doc, labels=labels)
             for name, doc in WORKER_COUNTERS.items()
         }
+        sockets = socket_families("balancer_worker", labels)
         ttfc = HistogramMetricFamily(
             "balancer_worker_time_to_first_chunk_seconds",
             "From routing to the worker's first audio event",
@@ -95,10 +127,13 @@ class BalancerCollector(Collector):
             gauges["breaker_open"].add_metric([w.url], float(is_open))
             for name, family in counters.items():
                 family.add_metric([w.url], getattr(w.counters, name))
+            for name, family in sockets.items():
+                family.add_metric([w.url], getattr(w.counters.sockets, name))
             recorder = w.counters.ttfc
             ttfc.add_metric([w.url], recorder.cumulative(), recorder.sum)
         yield from gauges.values()
         yield from counters.values()
+        yield from sockets.values()
         yield ttfc
 
 

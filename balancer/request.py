@@ -30,6 +30,8 @@ REQUEST_HOP_HEADERS = frozenset(
         b"expect",
     }
 )
+# X-Forwarded-Proto of a WebSocket handshake: proxies give the HTTP scheme it came over.
+HTTP_SCHEMES = {"ws": "http", "wss": "https"}
 
 
 class ClientGone(Exception):
@@ -59,24 +61,8 @@ class UpstreamRequest:
 
     @classmethod
     def from_scope(cls, scope: Scope, body: bytes) -> UpstreamRequest:
-        raw: list[tuple[bytes, bytes]] = list(scope["headers"])
-        drop = REQUEST_HOP_HEADERS | connection_tokens(raw)
-        headers = [(k, v) for k, v in raw if k.lower() not in drop]
-        client = scope.get("client")
-        forwarded_for = [v for k, v in raw if k.lower() == b"x-forwarded-for"]
-        if client:
-            chain = b", ".join([*forwarded_for, client[0].encode()])
-            headers = [(k, v) for k, v in headers if k.lower() != b"x-forwarded-for"]
-            headers.append((b"x-forwarded-for", chain))
-        host = next((v for k, v in raw if k.lower() == b"host"), None)
-        if host is not None:
-            headers.append((b"x-forwarded-host", host))
-        headers.append((b"x-forwarded-proto", scope.get("scheme", "http").encode()))
         path: str = scope["path"]
-        target = scope.get("raw_path") or path.encode()
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
-        return cls(scope["method"], path, target, headers, body)
+        return cls(scope["method"], path, raw_target(scope), forwarded_headers(scope), body)
 
     def to(self, client: httpx.AsyncClient, base: httpx.URL) -> httpx.Request:
         return client.build_request(
@@ -85,6 +71,37 @@ class UpstreamRequest:
             headers=self.headers,
             content=self.body,
         )
+
+
+def forwarded_headers(
+    scope: Scope, drop: frozenset[bytes] = REQUEST_HOP_HEADERS
+) -> list[tuple[bytes, bytes]]:
+    """The client's headers for the worker: less `drop` and the ones Connection names, plus
+    X-Forwarded-For/-Host/-Proto (WebSocket schemes given as http/https, as proxies do)."""
+    raw: list[tuple[bytes, bytes]] = list(scope["headers"])
+    drop = drop | connection_tokens(raw)
+    headers = [(k, v) for k, v in raw if k.lower() not in drop]
+    client = scope.get("client")
+    forwarded_for = [v for k, v in raw if k.lower() == b"x-forwarded-for"]
+    if client:
+        chain = b", ".join([*forwarded_for, client[0].encode()])
+        headers = [(k, v) for k, v in headers if k.lower() != b"x-forwarded-for"]
+        headers.append((b"x-forwarded-for", chain))
+    host = next((v for k, v in raw if k.lower() == b"host"), None)
+    if host is not None:
+        headers.append((b"x-forwarded-host", host))
+    scheme: str = scope.get("scheme", "http")
+    headers.append((b"x-forwarded-proto", HTTP_SCHEMES.get(scheme, scheme).encode()))
+    return headers
+
+
+def raw_target(scope: Scope) -> bytes:
+    """The raw path and query, exactly as the client sent them."""
+    path: str = scope["path"]
+    target: bytes = scope.get("raw_path") or path.encode()
+    if scope.get("query_string"):
+        target += b"?" + scope["query_string"]
+    return target
 
 
 def declared_length(scope: Scope) -> int | None:

@@ -43,6 +43,7 @@ class StatsView:
             "failovers": c.failovers,
             "lost_mid_stream": c.lost,
             "client_disconnects": c.client_disconnects,
+            "sockets": asdict(c.sockets),
             "ttfc_p50_s": _seconds(c.ttfc.percentile(50)),
             "ttfc_p95_s": _seconds(c.ttfc.percentile(95)),
             "ttfc_samples": c.ttfc.count,
@@ -68,7 +69,8 @@ class StatsView:
                 "policy": self.policy,
                 "workers": len(workers),
                 "workers_in_rotation": sum(w["in_rotation"] for w in workers),
-                "in_flight": self.pool.in_flight,
+                "in_flight": self.pool.in_flight,  # WebSockets included: each holds a lease
+                "open_sockets": self.totals.sockets.open,
                 "capacity": sum(w.capacity for w in self.pool if w.health is Health.READY),
             },
             "totals": asdict(self.totals),

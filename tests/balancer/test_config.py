@@ -9,6 +9,8 @@ import pytest
 from balancer.config import (
     DEFAULT_PORT,
     DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_WS_HANDSHAKE_TIMEOUT_S,
+    DEFAULT_WS_MAX_MESSAGE_BYTES,
     parse_config,
     parse_workers,
     worker_url,
@@ -64,6 +66,17 @@ def test_defaults_are_the_named_constants() -> None:
     assert config.read_timeout == DEFAULT_READ_TIMEOUT_S
     assert config.static_dir == Path("frontend/dist")
     assert config.voice_broadcast is False
+    assert config.ws_handshake_timeout == DEFAULT_WS_HANDSHAKE_TIMEOUT_S
+    assert config.ws_max_message_bytes == DEFAULT_WS_MAX_MESSAGE_BYTES == 16 * 1024 * 1024
+
+
+def test_websocket_settings_come_from_flags_or_the_environment() -> None:
+    env = {"BALANCER_WS_HANDSHAKE_TIMEOUT": "2.5", "BALANCER_WS_MAX_MESSAGE_BYTES": "1024"}
+    config = parse_config(["--workers", "a:1"], env=env)
+    assert config.ws_handshake_timeout == 2.5 and config.ws_max_message_bytes == 1024
+    flags = ["--workers", "a:1", "--ws-handshake-timeout", "4", "--ws-max-message-bytes", "99"]
+    config = parse_config(flags, env=env)
+    assert config.ws_handshake_timeout == 4 and config.ws_max_message_bytes == 99
 
 
 def test_worker_urls_are_normalised() -> None:
@@ -82,6 +95,8 @@ def test_worker_urls_are_normalised() -> None:
         ["--workers", ""],
         ["--workers", "a:1", "--max-attempts", "0"],
         ["--workers", "a:1", "--health-interval", "0"],
+        ["--workers", "a:1", "--ws-handshake-timeout", "0"],
+        ["--workers", "a:1", "--ws-max-message-bytes", "0"],
         ["--workers", "a:1/x"],
     ],
 )

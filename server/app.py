@@ -12,7 +12,15 @@ from starlette.routing import Route, WebSocketRoute
 from server.config import ServerConfig
 from server.engine.engine import SpeechEngine
 from server.error_responses import EXCEPTION_HANDLERS
-from server.routes import openai_speech, ops, seed_websockets, speech, voices
+from server.routes import (
+    elevenlabs_http,
+    elevenlabs_socket,
+    openai_speech,
+    ops,
+    seed_websockets,
+    speech,
+    voices,
+)
 from server.worker import Worker
 
 
@@ -36,6 +44,26 @@ def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine])
             Route("/v1/audio/speech", openai_speech.speech, methods=["POST"]),
             WebSocketRoute("/ws/tts", seed_websockets.tts),
             WebSocketRoute("/ws/stream/audio", seed_websockets.stream_audio),
+            Route(
+                "/v1/text-to-speech/{voice_id}", elevenlabs_http.text_to_speech, methods=["POST"]
+            ),
+            Route(
+                "/v1/text-to-speech/{voice_id}/stream",
+                elevenlabs_http.text_to_speech,
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
+                elevenlabs_http.with_timestamps,
+                methods=["POST"],
+            ),
+            WebSocketRoute(
+                "/v1/text-to-speech/{voice_id}/stream-input", elevenlabs_socket.stream_input
+            ),
+            WebSocketRoute(
+                "/v1/text-to-speech/{voice_id}/multi-stream-input",
+                elevenlabs_socket.multi_stream_input,
+            ),
             Route("/voices", voices.create_voice, methods=["POST"]),
             Route("/voices", voices.list_voices, methods=["GET"]),
             Route("/voices/{voice_id}", voices.delete_voice, methods=["DELETE"]),

@@ -2,7 +2,8 @@
 
 Routes raise `server.errors` exceptions and never build error bodies themselves. Requests
 under `/v1/audio/` get OpenAI's `{"error": {message, type, param, code}}` (its clients parse
-that), every other route ours: `{"error", "field", "allowed"}`.
+that), under `/v1/text-to-speech/` ElevenLabs' `{"detail": {status, message}}`, every other
+route ours: `{"error", "field", "allowed"}`.
 """
 
 from __future__ import annotations
@@ -14,11 +15,13 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.elevenlabs_input import error_code
 from server.errors import ServiceError
 
 logger = logging.getLogger("server")
 
 OPENAI_PREFIX = "/v1/audio/"
+ELEVENLABS_PREFIX = "/v1/text-to-speech/"
 
 
 def native_body(exc: ServiceError) -> dict[str, Any]:
@@ -35,6 +38,10 @@ def openai_body(exc: ServiceError) -> dict[str, Any]:
     return {"error": {"message": str(exc), "type": kind, "param": exc.field, "code": None}}
 
 
+def elevenlabs_body(exc: ServiceError) -> dict[str, Any]:
+    return {"detail": {"status": error_code(exc), "message": str(exc)}}
+
+
 def openai_status(exc: ServiceError) -> int:
     # OpenAI answers every invalid parameter with 400; its clients treat 422 as unexpected.
     return 400 if exc.status == 422 else exc.status
@@ -44,6 +51,8 @@ def error_response(request: Request, exc: ServiceError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     if request.url.path.startswith(OPENAI_PREFIX):
         return JSONResponse(openai_body(exc), status_code=openai_status(exc), headers=headers)
+    if request.url.path.startswith(ELEVENLABS_PREFIX):
+        return JSONResponse(elevenlabs_body(exc), status_code=exc.status, headers=headers)
     return JSONResponse(native_body(exc), status_code=exc.status, headers=headers)
 
 

@@ -134,9 +134,10 @@ class FakeEngine:
         return replace(chunk, is_last=True, summary=summary)
 
     def segment_chunks(
-        self, request: SynthesisRequest, cancel: threading.Event | None
+        self, request: SynthesisRequest, cancel: threading.Event | None, block: bool = True
     ) -> Iterator[int | None]:
-        """Chunks to make for each piece of text in turn; None: no more text yet (wait)."""
+        """Chunks to make for each piece of text in turn; None: no more text yet (wait there
+        for more unless not `block`: the batch scheduler asks again by itself)."""
         feed = request.text_feed
         if feed is None:
             yield self.chunks
@@ -146,7 +147,7 @@ class FakeEngine:
                 yield self.chunks * len(taken)
                 continue
             yield None
-            while not feed.ready():
+            while block and not feed.ready():
                 if cancel is not None and cancel.is_set():
                     self.cancelled += 1
                     raise Cancelled()
@@ -228,7 +229,7 @@ class FakeStream:
         self.chunks_made = 0
         self.first = 0.0
         self._waiting = False
-        self._texts = engine.segment_chunks(request, None)
+        self._texts = engine.segment_chunks(request, None, block=False)
         self._started = request.started_at or time.perf_counter()
         self._chunks: list[AudioChunk] = []
 

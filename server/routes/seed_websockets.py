@@ -33,14 +33,15 @@ from server.errors import FieldError, NotReady, ServiceError
 from server.events import audio_chunk_metadata, done_event
 from server.forms import parse_speech_fields
 from server.synthesis import Synthesis, admit
+from server.websocket_sender import (
+    CLOSE_INVALID_PAYLOAD,
+    CLOSE_TRY_AGAIN_LATER,
+    CLOSE_UNSUPPORTED_DATA,
+    SocketSender,
+)
 from server.worker import Worker
 
 logger = logging.getLogger("server")
-
-# RFC 6455 close codes.
-CLOSE_UNSUPPORTED_DATA = 1003
-CLOSE_INVALID_PAYLOAD = 1007
-CLOSE_TRY_AGAIN_LATER = 1013
 
 # What each protocol calls the fields of `/synthesize-stream`.
 TTS_ALIASES = {"tokens_per_chunk": "chunk_size"}
@@ -85,7 +86,7 @@ class SeedSocket:
         self.worker: Worker = websocket.app.state.worker
         self._read_request = read_request
         self._running: asyncio.Task[None] | None = None
-        self._send_lock = asyncio.Lock()  # the reader and the running request both send
+        self._sender = SocketSender(websocket)  # the reader and the running request both send
 
     async def serve(self) -> None:
         await self.websocket.accept()
@@ -170,12 +171,10 @@ class SeedSocket:
         self._running = None
 
     async def _send(self, payload: bytes | dict[str, Any]) -> None:
-        async with self._send_lock:
-            with suppress(WebSocketDisconnect, RuntimeError):  # the client left meanwhile
-                if isinstance(payload, bytes):
-                    await self.websocket.send_bytes(payload)
-                else:
-                    await self.websocket.send_text(json.dumps(payload))
+        if isinstance(payload, bytes):
+            await self._sender.binary(payload)
+        else:
+            await self._sender.json(payload)
 
     async def _send_error(self, exc: ServiceError) -> None:
         retry = {"retry_after": exc.retry_after} if exc.retry_after is not None else {}
@@ -183,6 +182,4 @@ class SeedSocket:
 
     async def _close(self, message: str, code: int) -> None:
         await self._send({"type": "error", "error": message})
-        async with self._send_lock:
-            with suppress(WebSocketDisconnect, RuntimeError):
-                await self.websocket.close(code, reason=message[:120])
+        await self._sender.close(code, message)

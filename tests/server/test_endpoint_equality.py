@@ -142,3 +142,24 @@ def test_seed_websocket_equals_the_engine(live: LiveServer, direct: dict[str, ob
     assert last["type"] == "complete"
     assert last["stats"]["speech_tokens_digest"] == direct["digest"]
     _same_audio(np.frombuffer(audio, "<i2"), direct["stream_pcm"])
+
+
+def test_elevenlabs_text_in_sent_whole_equals_the_engine(
+    live: LiveServer, direct: dict[str, object]
+) -> None:
+    from websockets.sync.client import connect
+
+    path = "/v1/text-to-speech/default/multi-stream-input"
+    url = live.url.replace("http://", "ws://") + f"{path}?output_format=pcm_24000&seed={SEED}"
+    audio = b""
+    with connect(url, open_timeout=30) as socket:
+        socket.send(json.dumps({"text": " ", "context_id": "c"}))
+        socket.send(json.dumps({"text": TEXT + " ", "context_id": "c", "flush": True}))
+        socket.send(json.dumps({"context_id": "c", "close_context": True}))
+        while True:
+            message = json.loads(socket.recv(timeout=300))
+            assert "error" not in message, message
+            if message["isFinal"]:
+                break
+            audio += base64.b64decode(message["audio"])
+    _same_audio(np.frombuffer(audio, "<i2"), direct["stream_pcm"])

@@ -78,6 +78,9 @@ class AudioChunk:
     metrics: StreamMetrics
     is_last: bool = False
     summary: StreamSummary | None = None  # on the last chunk
+    # Where text segments begin within the stream (samples from its start) when they begin in
+    # this chunk: lets a text-in client tell when each sentence's audio started.
+    segment_starts: tuple[int, ...] = ()
 
 
 @dataclass

@@ -42,7 +42,9 @@ from server.engine.watermark import StreamWatermarker, mark_whole
 
 # How often a serial stream waiting for text checks for cancellation (seconds).
 TEXT_POLL_SECONDS = 0.05
-# Silence tokens that cover the decoder's crossfade tail (3840 samples, 4 tokens of 960).
+# S3 tokens are 25 per second of audio.
+SAMPLES_PER_TOKEN = SAMPLE_RATE // 25
+# Silence tokens that cover the decoder's crossfade tail (3840 samples, 4 tokens).
 PAUSE_COVER_TOKENS = 4
 
 
@@ -82,6 +84,8 @@ class StreamState:
         self._segment_cap = 0
         self._segment_tokens = 0
         self._chunks = 0
+        self._samples_sent = 0
+        self._segment_starts: list[int] = []  # token index of each segment's first token
         self._tokens_finished = False  # the trailing silence is appended
         # Text-in streams: the text arrives while the stream runs (`TextFeed`).
         self._feed = request.text_feed
@@ -124,6 +128,7 @@ class StreamState:
             self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
         if self._paused:
             self._paused, self._resumed_chunk = False, self._chunks
+        self._segment_starts.append(len(self.tokens))
         cap = default_token_cap(
             segment,
             MODEL_MAX_TOKENS_PER_SEGMENT,
@@ -220,7 +225,12 @@ class StreamState:
         if self._marker is not None:
             audio = self._marker.mark(audio, _np(self.streamer.held_back))
         self._chunks += 1
-        return AudioChunk(self._chunks, audio, self._clock.metrics(audio.size, self._chunks))
+        return AudioChunk(
+            self._chunks,
+            audio,
+            self._clock.metrics(audio.size, self._chunks),
+            segment_starts=self._starts_within(audio.size),
+        )
 
     def last_chunk_tokens(self) -> int:
         """Tokens the last chunk's flow call will take (0: none, only held-back audio)."""
@@ -249,7 +259,15 @@ class StreamState:
             self._clock.metrics(audio.size, self._chunks),
             is_last=True,
             summary=self.summary(),
+            segment_starts=self._starts_within(audio.size),
         )
+
+    def _starts_within(self, samples: int) -> tuple[int, ...]:
+        """Segment starts (in samples) that fall in the next `samples` of audio. A token is
+        `SAMPLES_PER_TOKEN` samples of output wherever it is (chunking never shifts audio)."""
+        begin, self._samples_sent = self._samples_sent, self._samples_sent + samples
+        starts = (t * SAMPLES_PER_TOKEN for t in self._segment_starts)
+        return tuple(s for s in starts if begin <= s < self._samples_sent)
 
     def whole(self) -> SynthesisResult:
         """Regular synthesis: everything decoded at once."""

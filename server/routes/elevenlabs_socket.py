@@ -5,7 +5,9 @@ Each context is one text-in stream of the engine: its text is pushed as it arriv
 generated a segment at a time (`TextFeed`); its audio is encoded in the socket's
 `output_format` and sent as `{"audio": base64, "isFinal": false, "contextId", "context_id"}`,
 then `{"isFinal": true, ...}` alone once the context is over. Chatterbox produces no alignment,
-so none is sent.
+so none is sent. An extension that stock clients ignore: `segmentStarts`, the sample offsets
+(at the output rate, from the context's start) where each text segment's audio begins, on the
+message whose audio reaches them.
 
 What the clients do, and what we do for them:
 - `{"text": " ", "voice_settings", "generation_config", "context_id"}` opens a context; text
@@ -43,6 +45,7 @@ from server.elevenlabs_input import (
     stream_options,
 )
 from server.engine.text_feed import DEFAULT_CHUNK_LENGTH_SCHEDULE, TextFeed
+from server.engine.types import SAMPLE_RATE
 from server.errors import FieldError, ServiceError
 from server.forms import parse_speech_fields
 from server.synthesis import Synthesis, admit
@@ -89,6 +92,7 @@ class Context:
         self.unflushed = False  # text arrived since the last flush
         self.closing = False
         self.task: asyncio.Task[None] | None = None
+        self._segment_starts: list[int] = []  # not sent yet
 
     def start(self, synthesis: Synthesis) -> None:
         self.task = asyncio.create_task(self._relay(synthesis))
@@ -115,10 +119,13 @@ class Context:
             self.feed.end()
 
     async def _relay(self, synthesis: Synthesis) -> None:
-        encoder = self.socket.options.output_format.encoder()
+        fmt = self.socket.options.output_format
+        encoder = fmt.encoder()
         try:
             async with aclosing(synthesis.chunks()) as chunks:
                 async for chunk in chunks:
+                    rate = fmt.sample_rate / SAMPLE_RATE
+                    self._segment_starts += [round(s * rate) for s in chunk.segment_starts]
                     await self._send_audio(encoder.encode(chunk.audio))
             await self._send_audio(encoder.finish())
         except asyncio.CancelledError:
@@ -132,9 +139,16 @@ class Context:
                 await self.socket.sender.close(CLOSE_NORMAL)
 
     async def _send_audio(self, data: bytes) -> None:
-        if data:
-            audio = base64.b64encode(data).decode("ascii")
-            await self.socket.send({"audio": audio, "isFinal": False, **self.socket.ids(self.id)})
+        if not data:
+            return
+        message: dict[str, Any] = {
+            "audio": base64.b64encode(data).decode("ascii"),
+            "isFinal": False,
+            **self.socket.ids(self.id),
+        }
+        if self._segment_starts:  # our extension; stock clients ignore it
+            message["segmentStarts"], self._segment_starts = self._segment_starts, []
+        await self.socket.send(message)
 
 
 class ElevenLabsSocket:

@@ -130,6 +130,11 @@ def test_a_sentence_is_heard_whole_while_the_next_is_awaited_batched(
     summary = after[-1].summary
     assert summary is not None and summary.segments == 2
     assert _audio(before).size == FIRST_PART_SAMPLES
+    # Each sentence's audio start is reported where it falls: at 0, and after the first
+    # sentence and its pause's silence.
+    starts = [s for c in before + after for s in c.segment_starts]
+    pause = TRAILING_SILENCE_TOKENS + PAUSE_COVER_TOKENS
+    assert starts == [0, FIRST_PART_SAMPLES + pause * SAMPLES_PER_TOKEN]
     assert _audio(before + after).size == _expected_samples(len(summary.speech_tokens), 1)
     assert [c.chunk_id for c in before + after] == list(range(1, len(before + after) + 1))
 

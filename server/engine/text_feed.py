@@ -1,11 +1,13 @@
 """Text that arrives in pieces (from a language model, say) for one stream.
 
-The event loop pushes text; the device thread takes complete segments as T3 becomes free for
-them. A segment is complete at a sentence end (a terminator followed by white space), at a
-flush, once the buffered text reaches the current threshold of the chunk-length schedule
-(cut at the last space), or at the end of the text. Each taken piece is split like a whole
-text (`split_into_segments`), so a text pushed whole and flushed (or ended) gives the same
-segments as the same text sent at once.
+The event loop pushes text; the device thread takes the segments that are complete as T3
+becomes free for them. Text becomes segments when it is pushed: up to the last sentence end
+(a terminator followed by white space), everything at a flush or at the end of the text, or,
+once the buffered text reaches the current threshold of the chunk-length schedule, up to the
+last space. What one push completes is split like a whole text (`split_into_segments`): a
+text pushed whole with a flush gives the same segments as the same text sent at once, and
+words pushed one by one give one segment per sentence, each generated as soon as it is
+complete (sentences are not held back to be merged with the next).
 """
 
 from __future__ import annotations
@@ -33,8 +35,8 @@ class TextFeed:
             raise ValueError("the chunk-length schedule needs positive character counts")
         self.schedule = schedule
         self.max_segment_chars = max_segment_chars
-        self._buffer = ""
-        self._flush = False
+        self._buffer = ""  # text not yet part of a segment
+        self._segments: list[str] = []  # complete, not yet taken
         self._ended = False
         self._generations = 0  # pieces taken so far: the schedule's position
         self._changed = threading.Condition()
@@ -47,7 +49,7 @@ class TextFeed:
             if self._ended:
                 raise ValueError("the text has ended")
             self._buffer += text
-            self._flush = self._flush or flush
+            self._commit(everything=flush)
         self._notify()
 
     def flush(self) -> None:
@@ -57,6 +59,7 @@ class TextFeed:
     def end(self) -> None:
         with self._changed:
             self._ended = True
+            self._commit(everything=True)
         self._notify()
 
     @property
@@ -69,22 +72,15 @@ class TextFeed:
         """Segments complete now ([]: none yet, wait), or None once the text has ended and
         everything was taken."""
         with self._changed:
-            cut = self._cut()
-            piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
-            if self._flush or self._ended:
-                self._flush = False
-            segments = split_into_segments(piece, self.max_segment_chars)
-            if segments:
-                self._generations += 1
-                return segments
-            if self._ended and not self._buffer.strip():
+            segments, self._segments = self._segments, []
+            if not segments and self._ended:
                 return None
-            return []
+            return segments
 
     def ready(self) -> bool:
         """Whether `take` would return something now (segments, or the end)."""
         with self._changed:
-            return self._ended or (self._cut() > 0 and bool(self._buffer[: self._cut()].strip()))
+            return bool(self._segments) or self._ended
 
     def wait(self, timeout: float) -> None:
         """Block until the producer changes something, or `timeout` seconds."""
@@ -96,10 +92,17 @@ class TextFeed:
         arrives: the batch scheduler sleeps while every stream waits for text."""
         self._listeners.append(callback)
 
+    def _commit(self, everything: bool) -> None:
+        """Move the complete part of the buffer into `_segments` (lock held)."""
+        cut = len(self._buffer) if everything else self._cut()
+        piece, self._buffer = self._buffer[:cut], self._buffer[cut:]
+        segments = split_into_segments(piece, self.max_segment_chars)
+        if segments:
+            self._segments.extend(segments)
+            self._generations += 1
+
     def _cut(self) -> int:
-        """How much of the buffer is complete."""
-        if self._flush or self._ended:
-            return len(self._buffer)
+        """How much of the buffer is complete without a flush."""
         ends = list(_SENTENCE_END.finditer(self._buffer))
         if ends:
             return ends[-1].end()

@@ -190,6 +190,8 @@ class ElevenLabsSocket:
                     self.websocket.receive(), self.options.inactivity_timeout_s
                 )
             except TimeoutError:
+                if any(context.closing for context in self.contexts.values()):
+                    continue  # no text is expected while closed contexts finish
                 raise ProtocolError(
                     f"no text input within the timeout of {self.options.inactivity_timeout_s:g}"
                     ' seconds; send text, a keep-alive ({"text": ""}) or close the context',

@@ -87,3 +87,13 @@ def test_listeners_hear_every_change_and_waiters_wake() -> None:
     feed.flush()
     feed.end()
     assert woke.is_set() and len(heard) == 3
+
+
+def test_each_push_is_split_like_a_whole_text() -> None:
+    feed = TextFeed()
+    for piece in ("One. ", "Two! ", "Three? "):  # word by word: a segment a sentence
+        feed.push(piece)
+    feed.push("Four. Five. And more")  # one push: grouped like a whole text
+    assert feed.take() == ["One.", "Two!", "Three?", "Four. Five."]
+    feed.end()
+    assert feed.take() == ["And more"]

@@ -301,3 +301,15 @@ def test_client_leaving_stops_generation(server: LiveServer, fake: FakeEngine) -
     while fake.cancelled == 0 and time.monotonic() < deadline:
         time.sleep(0.02)
     assert fake.cancelled == 1 and fake.produced < 100
+
+
+def test_the_inactivity_timeout_spares_contexts_that_are_finishing(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    fake.chunks, fake.delay = 12, 0.2  # 2.4 s of generation after the last message
+    with _ws(server, MULTI + "&inactivity_timeout=1") as socket:
+        _send(socket, text="Slow to finish. ", context_id="f", flush=True)
+        _send(socket, context_id="f", close_context=True)
+        audio, messages = _until_final(socket, "f")
+    assert len(audio) == 12 * CHUNK_BYTES
+    assert not any("error" in m for m in messages)

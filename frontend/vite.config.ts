@@ -13,7 +13,10 @@ export default defineConfig({
     sourcemap: true,
   },
   server: {
-    proxy: Object.fromEntries(API_PATHS.map((path) => [path, { target: API_TARGET }])),
+    // `/v1` carries the text-to-speech WebSockets too.
+    proxy: Object.fromEntries(
+      API_PATHS.map((path) => [path, { target: API_TARGET, ws: path === '/v1' }]),
+    ),
   },
   test: {
     include: ['tests/unit/**/*.test.ts'],

@@ -29,6 +29,10 @@ def dying_after(app: ASGIApp, chunks: int) -> ASGIApp:
         async def watched(message: Message) -> None:
             nonlocal sent
             await send(message)
+            if message["type"] == "websocket.send" and _carries_audio(message):
+                sent += 1  # a WebSocket's audio frame or message counts as a chunk
+                if sent >= max(chunks, 1):
+                    os._exit(1)
             if scope.get("path") != "/synthesize-stream":
                 return
             if message["type"] == "http.response.start" and chunks == 0:
@@ -41,6 +45,10 @@ def dying_after(app: ASGIApp, chunks: int) -> ASGIApp:
         await app(scope, receive, watched)
 
     return wrapped
+
+
+def _carries_audio(message: Message) -> bool:
+    return message.get("bytes") is not None or '"audio"' in (message.get("text") or "")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,5 +1,6 @@
 import { chatterboxAPI } from './lib/api';
 import { HealthBadge } from './components/HealthBadge';
+import { LiveTextDemo } from './components/LiveTextDemo';
 import { StreamingDemo } from './components/StreamingDemo';
 
 export function App() {
@@ -14,11 +15,13 @@ export function App() {
       </header>
       <main id="main">
         <StreamingDemo api={chatterboxAPI} />
+        <LiveTextDemo api={chatterboxAPI} />
       </main>
       <footer className="footer">
         <p>
           Chatterbox by Resemble AI · audio is watermarked · API:{' '}
-          <code>POST /synthesize-stream</code>
+          <code>POST /synthesize-stream</code> ·{' '}
+          <code>/v1/text-to-speech/{'{voice}'}/multi-stream-input</code>
         </p>
       </footer>
     </>

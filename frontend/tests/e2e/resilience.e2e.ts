@@ -71,7 +71,11 @@ describe('resilience (fake engine)', () => {
     const { page, context, consoleErrors } = await openPage(browser, slow.url);
     await page.getByRole('button', { name: 'Play', exact: true }).click();
     await page.getByTestId('metric-chunks').filter({ hasText: '1' }).waitFor({ timeout: 10_000 });
-    await page.getByRole('button', { name: 'Stop' }).click();
+    // The player's Stop (the live-text demo has one too).
+    await page
+      .getByRole('region', { name: 'Streaming player' })
+      .getByRole('button', { name: 'Stop' })
+      .click();
     await waitForStatus(page, 'Stopped.');
     const health = async (): Promise<{ active_streams: number }> =>
       (await (await fetch(`${slow.worker.url}/health`)).json()) as { active_streams: number };

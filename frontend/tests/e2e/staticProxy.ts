@@ -1,9 +1,11 @@
 /**
  * A stand-in for the balancer when it is not there (or E2E_FRONT=proxy): serves the built app
- * and streams API requests through to one worker, unbuffered, as the balancer does.
+ * and streams API requests through to one worker, unbuffered, as the balancer does, and its
+ * WebSockets (`/v1/text-to-speech/.../multi-stream-input`) byte for byte.
  */
 import { readFile } from 'node:fs/promises';
 import { createServer, request as httpRequest, type Server } from 'node:http';
+import { connect, type Socket } from 'node:net';
 import { extname, join, normalize } from 'node:path';
 import { DIST_DIR } from './processes';
 
@@ -62,6 +64,39 @@ export function startStaticProxy(workerUrl: string): Promise<StaticProxy> {
       () => res.writeHead(404).end('not found'),
     );
   });
+  // WebSocket upgrades: replay the handshake to the worker, then pipe both ways.
+  const tunnels = new Set<Socket>();
+  server.on('upgrade', (req, client: Socket, head: Buffer) => {
+    if (!(req.url ?? '').startsWith('/v1/')) {
+      client.destroy();
+      return;
+    }
+    const upstream = connect(Number(worker.port), worker.hostname, () => {
+      const lines = [`${req.method ?? 'GET'} ${req.url ?? '/'} HTTP/1.1`];
+      for (let i = 0; i + 1 < req.rawHeaders.length; i += 2) {
+        const name = req.rawHeaders[i] ?? '';
+        lines.push(
+          `${name}: ${name.toLowerCase() === 'host' ? worker.host : (req.rawHeaders[i + 1] ?? '')}`,
+        );
+      }
+      upstream.write(`${lines.join('\r\n')}\r\n\r\n`);
+      if (head.length > 0) upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    for (const end of [client, upstream]) {
+      tunnels.add(end);
+      end.on('error', () => {
+        client.destroy();
+        upstream.destroy();
+      });
+      end.on('close', () => {
+        tunnels.delete(end);
+        client.destroy();
+        upstream.destroy();
+      });
+    }
+  });
   return new Promise((resolveProxy) => {
     server.listen(0, '127.0.0.1', () => {
       const address = server.address();
@@ -71,6 +106,7 @@ export function startStaticProxy(workerUrl: string): Promise<StaticProxy> {
         close: () =>
           new Promise<void>((done) => {
             server.closeAllConnections();
+            for (const tunnel of tunnels) tunnel.destroy();
             server.close(() => {
               done();
             });

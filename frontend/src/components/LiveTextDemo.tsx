@@ -295,9 +295,8 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
             </tbody>
           </table>
           <p className="hint">
-            The stream carries no word timings: a sentence&apos;s first audio is the first to arrive
-            after its last word was sent. When generation falls behind the text, that is an early
-            estimate.
+            The stream carries no word timings; the server says where each sentence&apos;s audio
+            begins, and that sample is when its audio starts.
           </p>
         </div>
       </div>

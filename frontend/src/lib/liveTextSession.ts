@@ -163,6 +163,8 @@ interface Run {
   error: ChatterboxError | null;
   settle: (result: LiveTextResult) => void;
   graceTimer: unknown;
+  /** Samples received so far: where the next message's audio starts in the stream. */
+  samplesReceived: number;
 }
 
 export class LiveTextSession {
@@ -280,8 +282,8 @@ export class LiveTextSession {
         this.setView({ ...this.current, phase: 'sending' });
         run.pacer.start();
       },
-      onAudio: (base64) => {
-        if (isCurrent()) this.onAudio(run, base64);
+      onAudio: (base64, segmentStarts) => {
+        if (isCurrent()) this.onAudio(run, base64, segmentStarts);
       },
       onFinal: () => {
         if (!isCurrent() || run.error) return;
@@ -316,6 +318,7 @@ export class LiveTextSession {
       error: null,
       settle,
       graceTimer: null,
+      samplesReceived: 0,
     };
     this.run = run;
     client.connect();
@@ -383,7 +386,7 @@ export class LiveTextSession {
       .catch(() => undefined);
   }
 
-  private onAudio(run: Run, base64: string): void {
+  private onAudio(run: Run, base64: string, segmentStarts: readonly number[] = []): void {
     if (run.playback.isStopped || run.error) return;
     let samples: Int16Array;
     try {
@@ -400,7 +403,12 @@ export class LiveTextSession {
     const seconds = samples.length / TEXT_STREAM_SAMPLE_RATE;
     // When it starts playing, on the page's clock: the audio clock's schedule, from now.
     const playsAt = placement ? at + (placement.start - run.context.currentTime) * 1000 : at;
-    run.log.audioArrived(at, playsAt, seconds);
+    // Sentence starts the server reported, as seconds into this message's audio.
+    const starts = segmentStarts.map(
+      (sample) => Math.max(0, sample - run.samplesReceived) / TEXT_STREAM_SAMPLE_RATE,
+    );
+    run.samplesReceived += samples.length;
+    run.log.audioArrived(at, playsAt, seconds, starts);
     const v = this.current;
     const count = v.audioMessages + 1;
     if (placement) {

@@ -104,7 +104,13 @@ export type ClientMessage =
   | { context_id: string; close_context: true };
 
 export type ServerMessage =
-  | { kind: 'audio'; audio: string; contextId: string | null }
+  | {
+      kind: 'audio';
+      audio: string;
+      contextId: string | null;
+      /** Where sentences' audio begins (samples from the context's start): our extension. */
+      segmentStarts: number[];
+    }
   | { kind: 'final'; contextId: string | null }
   | {
       kind: 'error';
@@ -133,7 +139,9 @@ export function parseServerMessage(data: unknown): ServerMessage | null {
   const b = body as Record<string, unknown>;
   const contextId = contextOf(b);
   if (typeof b.audio === 'string' && b.audio.length > 0) {
-    return { kind: 'audio', audio: b.audio, contextId };
+    const starts = Array.isArray(b.segmentStarts) ? b.segmentStarts : [];
+    const segmentStarts = starts.filter((x): x is number => typeof x === 'number');
+    return { kind: 'audio', audio: b.audio, contextId, segmentStarts };
   }
   if (b.isFinal === true) return { kind: 'final', contextId };
   if (typeof b.message === 'string' || typeof b.error === 'string') {
@@ -201,7 +209,7 @@ export interface TextStreamCallbacks {
   /** The socket is open and the context-opening message was sent. */
   onOpen?: () => void;
   /** One audio message's base64 payload. */
-  onAudio?: (base64: string) => void;
+  onAudio?: (base64: string, segmentStarts: number[]) => void;
   /** The context is over (`isFinal`): no more audio for it. */
   onFinal?: () => void;
   /** An error message from the server, or a connection that failed or closed too early. */
@@ -322,7 +330,7 @@ export class TextStreamClient {
     if (message.contextId !== null && message.contextId !== this.contextId) return;
     switch (message.kind) {
       case 'audio':
-        this.options.onAudio?.(message.audio);
+        this.options.onAudio?.(message.audio, message.segmentStarts);
         return;
       case 'final':
         this.current = 'final';
@@ -482,8 +490,10 @@ export function sentenceLatency(timing: SentenceTiming): number | null {
 }
 
 /**
- * Which sentence each audio message belongs to. The stream carries no alignment, so it is
- * inferred from the order of events, as the server generates a sentence at a time in order:
+ * Which sentence each audio message belongs to. Where the server says where sentences begin
+ * (`segmentStarts`, passed as `sentenceStarts`: seconds into the message), that is used.
+ * Otherwise (a server without the extension) it is inferred from the order of events, as the
+ * server generates a sentence at a time in order:
  * the first audio to arrive once a sentence's last word has been sent starts that sentence
  * (the next one still waiting for audio); any other audio continues the sentence being spoken
  * (or, before any, starts the first: text cut early by the server's length schedule). Exact
@@ -495,6 +505,7 @@ export class SentenceLog {
   private readonly timings: SentenceTiming[];
   private readonly byLastWord = new Map<number, number>();
   private speaking = -1;
+  private serverSaysStarts = false;
 
   constructor(sentences: readonly SentencePlan[]) {
     this.timings = sentences.map((s, index) => ({
@@ -525,7 +536,16 @@ export class SentenceLog {
    * Audio of `seconds` arrived at `at` and is scheduled to start playing at `playsAt`; returns
    * the sentence it is counted for (null if there is none, as after the last one).
    */
-  audioArrived(at: number, playsAt: number, seconds: number): number | null {
+  audioArrived(
+    at: number,
+    playsAt: number,
+    seconds: number,
+    sentenceStarts: readonly number[] | null = null,
+  ): number | null {
+    this.serverSaysStarts ||= (sentenceStarts?.length ?? 0) > 0;
+    if (this.serverSaysStarts) {
+      return this.arrivedWithStarts(at, playsAt, seconds, sentenceStarts ?? []);
+    }
     const next = this.timings[this.speaking + 1];
     if (next && (next.lastWordSentAt !== null || this.speaking < 0)) {
       this.speaking += 1;
@@ -540,6 +560,40 @@ export class SentenceLog {
     const current = this.timings[this.speaking];
     if (!current) return null;
     this.replace(current.index, { ...current, audioSeconds: current.audioSeconds + seconds });
+    return current.index;
+  }
+
+  private arrivedWithStarts(
+    at: number,
+    playsAt: number,
+    seconds: number,
+    starts: readonly number[],
+  ): number | null {
+    let from = 0;
+    for (const offset of starts) {
+      const current = this.timings[this.speaking];
+      if (current) {
+        this.replace(current.index, {
+          ...current,
+          audioSeconds: current.audioSeconds + (offset - from),
+        });
+      }
+      const next = this.timings[this.speaking + 1];
+      if (!next) break;
+      this.speaking += 1;
+      this.replace(next.index, {
+        ...next,
+        firstAudioReceivedAt: at,
+        firstAudioPlaysAt: playsAt + offset * 1000,
+      });
+      from = offset;
+    }
+    const current = this.timings[this.speaking];
+    if (!current) return null;
+    this.replace(current.index, {
+      ...current,
+      audioSeconds: current.audioSeconds + (seconds - from),
+    });
     return current.index;
   }
 

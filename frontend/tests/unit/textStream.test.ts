@@ -97,7 +97,10 @@ describe('the protocol', () => {
   it('parses audio, isFinal and error messages; ignores anything else', () => {
     expect(
       parseServerMessage('{"audio":"AAA=","isFinal":false,"contextId":"c","context_id":"c"}'),
-    ).toEqual({ kind: 'audio', audio: 'AAA=', contextId: 'c' });
+    ).toEqual({ kind: 'audio', audio: 'AAA=', contextId: 'c', segmentStarts: [] });
+    expect(parseServerMessage('{"audio":"AAA=","contextId":"c","segmentStarts":[0,4800]}')).toEqual(
+      { kind: 'audio', audio: 'AAA=', contextId: 'c', segmentStarts: [0, 4800] },
+    );
     expect(parseServerMessage('{"isFinal":true,"context_id":"c"}')).toEqual({
       kind: 'final',
       contextId: 'c',
@@ -440,6 +443,20 @@ describe('SentenceLog', () => {
     log.wordSent(1, 100);
     expect(log.sentences[0]).toMatchObject({ lastWordSentAt: 100, firstAudioPlaysAt: 110 });
     expect(sentenceLatency(firstOf(log))).toBeCloseTo(0.01, 12);
+  });
+
+  it('uses the sentence starts the server reports, even when generation falls behind', () => {
+    const log = new SentenceLog(plan);
+    log.wordSent(1, 100);
+    log.wordSent(3, 200);
+    log.wordSent(4, 300); // all text sent before any audio
+    expect(log.audioArrived(1000, 1000, 1, [0])).toBe(0);
+    // Sentence 0 goes on into this message; sentence 1 begins 0.25 s into it.
+    expect(log.audioArrived(2000, 2000, 1, [0.25])).toBe(1);
+    expect(log.audioArrived(3000, 3000, 0.5, [])).toBe(1);
+    expect(log.audioArrived(4000, 3500, 0.5, [0.1])).toBe(2);
+    expect(log.sentences.map((s) => s.firstAudioPlaysAt)).toEqual([1000, 2250, 3600]);
+    expect(log.sentences.map((s) => s.audioSeconds)).toEqual([1.25, 1.35, 0.4]);
   });
 
   it('leaves a sentence without audio unknown (an interruption), and nothing past the last', () => {

@@ -6,8 +6,9 @@
  * lib/liveTextSession (and lib/textStream); this component renders its view and wires it.
  */
 import { useEffect, useId, useMemo, useState, type KeyboardEvent } from 'react';
+import { SessionStatus } from './SessionStatus';
+import { useSessionTicks } from './useSessionTicks';
 import { chatterboxAPI, type ChatterboxAPI, type VoiceInfo } from '../lib/api';
-import { audioSupported } from '../lib/audioContext';
 import { formatSeconds } from '../lib/format';
 import {
   IDLE_LIVE_VIEW,
@@ -30,7 +31,6 @@ export const LIVE_DEFAULT_TEXT =
   'Would you like me to send the tracking link by text message? Have a great day!';
 export const LIVE_MAX_TEXT_CHARS = 4096;
 const DEFAULT_VOICE_ID = 'default';
-const POLL_MS = 100;
 
 /** A time on the run's clock as seconds since the first word was sent. */
 function since(view: LiveTextView, at: number | null): string {
@@ -50,22 +50,7 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
   const open = isLiveOpen(view);
   const active = isLiveActive(view);
 
-  useEffect(() => {
-    if (!active) return;
-    const timer = setInterval(() => {
-      session.tick();
-    }, POLL_MS);
-    return () => {
-      clearInterval(timer);
-    };
-  }, [active, session]);
-
-  useEffect(
-    () => () => {
-      session.halt();
-    },
-    [session],
-  );
+  useSessionTicks(session, active);
 
   useEffect(() => {
     let alive = true;
@@ -215,25 +200,12 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
         </form>
 
         <div className="live-results">
-          {!audioSupported() && (
-            <p className="notice" role="alert">
-              This browser has no Web Audio support, so streamed audio cannot be played here.
-            </p>
-          )}
-          <p
-            className="status"
-            role="status"
-            aria-live="polite"
-            data-testid="live-status"
-            data-phase={view.phase}
-          >
-            {liveStatusText(view)}
-          </p>
-          {view.error && (
-            <p className="error" role="alert" data-testid="live-error">
-              {view.error}
-            </p>
-          )}
+          <SessionStatus
+            testId="live"
+            phase={view.phase}
+            status={liveStatusText(view)}
+            error={view.error}
+          />
           {view.audioBlocked && view.audioMessages > 0 && view.phase !== 'stopped' && (
             <p className="notice">
               The browser is holding the sound back.{' '}

@@ -5,9 +5,10 @@
  * to React. Started through its handle (`play`) from a click or key handler, so the AudioContext
  * can be resumed in the gesture.
  */
-import { useEffect, useImperativeHandle, useMemo, useState, type Ref } from 'react';
+import { useImperativeHandle, useMemo, useState, type Ref } from 'react';
+import { SessionStatus } from './SessionStatus';
+import { useSessionTicks } from './useSessionTicks';
 import { chatterboxAPI, type ChatterboxAPI } from '../lib/api';
-import { audioSupported } from '../lib/audioContext';
 import { formatRtf, formatSeconds } from '../lib/format';
 import {
   IDLE_VIEW,
@@ -27,8 +28,6 @@ export interface StreamingAudioPlayerHandle {
   stop: () => void;
 }
 
-const POLL_MS = 100;
-
 export interface StreamingAudioPlayerProps {
   api?: ChatterboxAPI;
   ref?: Ref<StreamingAudioPlayerHandle>;
@@ -47,23 +46,7 @@ export function StreamingAudioPlayer({
   const streamOpen = isStreamOpen(view);
   const active = isActive(view);
 
-  // While something can change, follow the audio clock: progress, playing/buffering/ended.
-  useEffect(() => {
-    if (!active) return;
-    const timer = setInterval(() => {
-      session.tick();
-    }, POLL_MS);
-    return () => {
-      clearInterval(timer);
-    };
-  }, [active, session]);
-
-  useEffect(
-    () => () => {
-      session.halt();
-    },
-    [session],
-  );
+  useSessionTicks(session, active);
 
   useImperativeHandle(
     ref,
@@ -119,26 +102,19 @@ export function StreamingAudioPlayer({
           </span>
         )}
       </div>
-      {!audioSupported() && (
-        <p className="notice" role="alert">
-          This browser has no Web Audio support, so streamed audio cannot be played here.
-        </p>
-      )}
-      <p
-        className="status"
-        role="status"
-        aria-live="polite"
-        data-testid="player-status"
-        data-phase={view.phase}
-      >
-        {statusText(view)}
-      </p>
-      {view.error && (
-        <p className="error" role="alert" data-testid="player-error">
-          {view.error}
-          {view.chunks > 0 && ' The audio received so far can still be downloaded.'}
-        </p>
-      )}
+      <SessionStatus
+        testId="player"
+        phase={view.phase}
+        status={statusText(view)}
+        error={
+          view.error && (
+            <>
+              {view.error}
+              {view.chunks > 0 && ' The audio received so far can still be downloaded.'}
+            </>
+          )
+        }
+      />
       {view.audioBlocked && view.chunks > 0 && view.phase !== 'stopped' && (
         <p className="notice">
           The browser is holding the sound back.{' '}

@@ -11,7 +11,7 @@
 import { ChatterboxError } from './errors';
 import { decodePcmChunk, int16ToFloat32 } from './pcm';
 import { StreamingPlayback } from './playback';
-import type { PlaybackState } from './scheduler';
+import { sessionActive, type PlaybackState } from './scheduler';
 import { browserAudio, type AudioProvider, type SessionAudioContext } from './streamSession';
 import {
   SentenceLog,
@@ -80,12 +80,7 @@ export function isLiveOpen(view: LiveTextView): boolean {
 
 /** Something can still change (audio can arrive, or scheduled audio is still playing). */
 export function isLiveActive(view: LiveTextView): boolean {
-  return (
-    isLiveOpen(view) ||
-    ((view.phase === 'complete' || view.phase === 'error') &&
-      view.playback !== 'ended' &&
-      view.playback !== 'idle')
-  );
+  return sessionActive(isLiveOpen(view), view.phase, view.playback);
 }
 
 /** The one-line status the demo shows. */

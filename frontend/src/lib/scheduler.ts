@@ -33,6 +33,13 @@ export interface Placement {
 
 export type PlaybackState = 'idle' | 'waiting' | 'playing' | 'buffering' | 'ended';
 
+/** Something can still change: the stream is open, or it has ended (completely or in an error)
+ * and audio scheduled before that is still playing. */
+export function sessionActive(open: boolean, phase: string, playback: PlaybackState): boolean {
+  const ended = phase === 'complete' || phase === 'error';
+  return open || (ended && playback !== 'ended' && playback !== 'idle');
+}
+
 export class PlaybackScheduler {
   readonly sampleRate: number;
   readonly leadFrames: number;

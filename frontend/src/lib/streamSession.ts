@@ -21,7 +21,7 @@ import { STREAM_SAMPLE_RATE, audioSupported, getAudioContext, unlockAudio } from
 import { ChatterboxError } from './errors';
 import { decodePcmChunk, int16ToFloat32 } from './pcm';
 import { StreamingPlayback, type AudioContextLike } from './playback';
-import type { PlaybackState } from './scheduler';
+import { sessionActive, type PlaybackState } from './scheduler';
 import { publishTrace, type PlaybackTrace } from './trace';
 import { wavBlob } from './wav';
 
@@ -80,12 +80,7 @@ export function isStreamOpen(view: StreamView): boolean {
 
 /** Something can still change (the stream is open, or scheduled audio is still playing). */
 export function isActive(view: StreamView): boolean {
-  return (
-    isStreamOpen(view) ||
-    ((view.phase === 'complete' || view.phase === 'error') &&
-      view.playback !== 'ended' &&
-      view.playback !== 'idle')
-  );
+  return sessionActive(isStreamOpen(view), view.phase, view.playback);
 }
 
 /** The one-line status the player shows for a view. */

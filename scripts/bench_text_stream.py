@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from scripts.bench_server import free_port, process  # noqa: E402
 from scripts.bench_streaming import report  # noqa: E402
-from server.engine.types import Audio  # noqa: E402
+from server.engine.types import SAMPLE_RATE, Audio  # noqa: E402
 
 SENTENCES = (
     "The train leaves at nine.",
@@ -46,7 +46,7 @@ SENTENCES = (
     "I will meet you there.",
 )
 SEED = 7
-RATE = 24000
+RATE = SAMPLE_RATE  # pcm_24000: the engine's own rate
 JOIN_WINDOW = RATE // 50  # 20 ms
 GAP_THRESHOLD_S = 0.010
 

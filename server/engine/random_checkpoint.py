@@ -36,6 +36,7 @@ from server.engine.loading import (
     build_modules,
     t3_config,
 )
+from server.engine.types import SAMPLE_RATE
 
 VARIANTS: Final = tuple(variant.value for variant in ModelVariant)
 MARKER_FILE: Final = "RANDOM_WEIGHTS_README.txt"
@@ -81,7 +82,7 @@ TOKENIZER_FILES: Final = {
 }
 
 VOICE_SECONDS: Final = 10.0  # prepare_conditionals needs > 5 s; S3Gen warns above 10 s
-VOICE_SAMPLE_RATE: Final = 24_000  # S3GEN_SR, what prepare_conditionals loads at
+VOICE_SAMPLE_RATE: Final = SAMPLE_RATE  # S3GEN_SR, what prepare_conditionals loads at
 
 CHECK_TEXT: Final = "Hello there, this is a quick test of 42 random weights."
 

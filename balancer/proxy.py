@@ -15,11 +15,11 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from enum import Enum
 
 import httpx
 from starlette.types import Receive, Scope, Send
 
+from balancer.attempts import Attempt, Rejection, try_workers
 from balancer.counters import TotalCounters
 from balancer.pool import Lease, Worker, WorkerPool
 from balancer.replies import send_json, send_reply, send_unavailable
@@ -55,19 +55,6 @@ WORKER_HEADER = b"x-upstream-worker"  # which worker served the request (debuggi
 BUSY = 503  # a worker's "full or still loading": worth trying another
 
 Handler = Callable[[UpstreamRequest, Send], Awaitable[None]]
-
-
-class Attempt(Enum):
-    RELAYED = "relayed"  # the client got this worker's response (complete or cut short)
-    FAILED = "failed"  # the worker failed before the first byte: try another
-    REJECTED = "rejected"  # the worker answered 503 before the first byte: try another
-
-
-class Rejection:
-    """A worker's 503, kept to pass through if no other worker takes the request."""
-
-    def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes):
-        self.status, self.headers, self.body = status, headers, body
 
 
 class Proxy:
@@ -117,41 +104,29 @@ class Proxy:
             self.totals.client_disconnects += 1
 
     async def relay(self, request: UpstreamRequest, send: Send) -> None:
-        tried: list[Worker] = []
-        rejection: Rejection | None = None
-        failure = ""
-        for _ in range(self.max_attempts):
-            lease = self.pool.route(exclude=tried)
-            if lease is None:
-                break
-            if tried:
-                tried[-1].counters.failovers += 1
-                self.totals.failovers += 1
-                logger.info("%s %s: failover to %s", request.method, request.path, lease.worker)
-            tried.append(lease.worker)
-            try:
-                outcome = await self._attempt(lease, request, send)
-            finally:
-                lease.release()
-            if outcome is Attempt.RELAYED:
-                return
-            if isinstance(outcome, Rejection):
-                rejection = outcome
-            else:
-                failure = lease.worker.last_error or "failed"
+        def failover(left: Worker, to: Worker) -> None:
+            left.counters.failovers += 1
+            self.totals.failovers += 1
+            logger.info("%s %s: failover to %s", request.method, request.path, to)
+
+        attempts = await try_workers(
+            self.pool,
+            self.max_attempts,
+            lambda lease: self._attempt(lease, request, send),
+            failover,
+        )
+        if attempts.relayed:
+            return
+        rejection = attempts.rejection
         if rejection is not None:
             # Every worker we could try is busy or loading: their own 503 says when to retry.
             await send_reply(send, rejection.status, rejection.headers, rejection.body)
             self.totals.rejected += 1
             return
-        if tried:
-            message = f"every worker tried failed before answering (last: {failure})"
-        else:
-            message = "no healthy worker is available"
         await send_unavailable(
             send,
             self.retry_after,
-            message,
+            attempts.refusal_message("answering"),
             workers={"ready": len(self.pool.available()), "total": len(self.pool)},
         )
         self.totals.no_worker += 1

@@ -37,10 +37,11 @@ from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidSta
 from websockets.frames import EXTERNAL_CLOSE_CODES, CloseCode
 from websockets.typing import Subprotocol
 
+from balancer.attempts import Attempt, Rejection, try_workers
 from balancer.contexts import Contexts, has_contexts
 from balancer.counters import SocketCounters, TotalCounters
 from balancer.pool import Lease, Worker, WorkerPool
-from balancer.proxy import BUSY, RESPONSE_HOP_HEADERS, WORKER_HEADER, Attempt, Rejection
+from balancer.proxy import BUSY, RESPONSE_HOP_HEADERS, WORKER_HEADER
 from balancer.replies import send_reply, unavailable
 from balancer.request import REQUEST_HOP_HEADERS, connection_tokens, forwarded_headers, raw_target
 
@@ -146,38 +147,28 @@ class SocketProxy:
         if (await receive())["type"] != "websocket.connect":
             return  # the client went before its handshake was looked at
         request = SocketRequest.from_scope(scope)
-        tried: list[Worker] = []
-        rejection: Rejection | None = None
-        failure = ""
-        for _ in range(self.max_attempts):
-            lease = self.pool.route(exclude=tried)
-            if lease is None:
-                break
-            if tried:
-                tried[-1].counters.sockets.failovers += 1
-                self.totals.sockets.failovers += 1
-                logger.info("WebSocket %s: failover to %s", request.path, lease.worker)
-            tried.append(lease.worker)
-            try:
-                outcome = await self._attempt(lease, request, receive, send)
-            finally:
-                lease.release()
-            if outcome is Attempt.RELAYED:
-                return
-            if isinstance(outcome, Rejection):
-                rejection = outcome
-            else:
-                failure = lease.worker.last_error or "failed"
+
+        def failover(left: Worker, to: Worker) -> None:
+            left.counters.sockets.failovers += 1
+            self.totals.sockets.failovers += 1
+            logger.info("WebSocket %s: failover to %s", request.path, to)
+
+        attempts = await try_workers(
+            self.pool,
+            self.max_attempts,
+            lambda lease: self._attempt(lease, request, receive, send),
+            failover,
+        )
+        if attempts.relayed:
+            return
         self.totals.sockets.refused += 1
+        rejection = attempts.rejection
         if rejection is not None:
             # Every worker we could try is busy or loading: their own 503 says when to retry.
             await refuse(request, send, rejection.status, rejection.headers, rejection.body)
             return
-        if tried:
-            message = f"every worker tried failed before accepting (last: {failure})"
-        else:
-            message = "no healthy worker is available"
         ready = {"ready": len(self.pool.available()), "total": len(self.pool)}
+        message = attempts.refusal_message("accepting")
         headers, body = unavailable(self.retry_after, message, workers=ready)
         await refuse(request, send, 503, headers, body)
 

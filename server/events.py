@@ -50,11 +50,6 @@ def token_digest(tokens: list[int]) -> str:
     return hashlib.sha256(",".join(map(str, tokens)).encode()).hexdigest()[:16]
 
 
-def error_event(error: dict[str, Any]) -> dict[str, Any]:
-    """The seeds' `{"error": message}`, with our error body's other fields (field, allowed)."""
-    return error
-
-
 def timing_headers(metrics: StreamMetrics) -> dict[str, str]:
     return {
         "X-Total-Latency": f"{metrics.total_latency:.4f}",

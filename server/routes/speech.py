@@ -14,7 +14,7 @@ from starlette.responses import Response
 from server.audio import encode_file
 from server.error_responses import native_body
 from server.errors import ServiceError
-from server.events import audio_chunk_event, done_event, error_event, timing_headers, token_digest
+from server.events import audio_chunk_event, done_event, timing_headers, token_digest
 from server.form_input import read_speech_form
 from server.routes.disconnect import client_gone
 from server.synthesis import PING_SECONDS, Synthesis, admit
@@ -36,7 +36,8 @@ async def _events(synthesis: Synthesis) -> AsyncIterator[ServerSentEvent]:
                 last = chunk
                 yield ServerSentEvent(json.dumps(audio_chunk_event(chunk)), event="audio_chunk")
     except ServiceError as exc:  # the client is told; the worker carries on
-        yield ServerSentEvent(json.dumps(error_event(native_body(exc))), event="error")
+        # The seeds' `{"error": message}`, with the field at fault when there is one.
+        yield ServerSentEvent(json.dumps(native_body(exc)), event="error")
         return
     assert last is not None and last.is_last
     yield ServerSentEvent(json.dumps(done_event(last)), event="done")

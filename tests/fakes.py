@@ -209,10 +209,14 @@ def _whole(chunks: list[AudioChunk]) -> SynthesisResult:
 
 @dataclass(frozen=True)
 class FakePlan:
+    index: int
     text_tokens: Any
     t3_cond: Any
     cap: int
     cond_key: Hashable
+
+    def new_generator(self) -> None:
+        return None
 
 
 class FakeStream:
@@ -223,8 +227,8 @@ class FakeStream:
     def __init__(self, engine: FakeEngine, request: SynthesisRequest):
         self.engine = engine
         self.request = request
-        self.generator = None
         self.accepted = 0
+        self.segments = 0
         self.emitted_tokens = 0
         self.chunks_made = 0
         self.first = 0.0
@@ -241,7 +245,12 @@ class FakeStream:
             return None
         if count == 0:
             return None
-        return FakePlan(count * TOKENS_PER_CHUNK, None, count * TOKENS_PER_CHUNK, "fake")
+        self.segments += 1
+        tokens = count * TOKENS_PER_CHUNK
+        return FakePlan(self.segments - 1, tokens, None, tokens, "fake")
+
+    def upcoming_segment(self, ahead: int) -> None:
+        return None  # the fake generates its segments in turn (the real engine's tests cover it)
 
     def waiting_for_text(self) -> bool:
         return self._waiting

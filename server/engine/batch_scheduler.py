@@ -9,6 +9,12 @@ stream whose listener has the least audio buffered, so no stream starves and fir
 early. Other streams whose chunks are due and have the same shape join that stream's flow call
 (one batched call, Turbo only): streams that start together get their first chunks together.
 A stream that is cancelled leaves the batch at the next step; the others carry on.
+
+Rows the batch does not need are lent to segments ahead of their turn: a stream whose next
+sentence is already complete (long text, or a language model's text arriving faster than
+speech) generates it beside the current one, its tokens waiting until the segment before
+ends. Each segment samples from its own generator, so its tokens are the same whenever it is
+generated; a row lent this way is taken back (its work redone later) when a request needs it.
 """
 
 from __future__ import annotations
@@ -38,8 +44,24 @@ MAX_SHARED_FLOW_STREAMS = 4
 # How long the loop sleeps while every stream waits for text, at most (seconds).
 TEXT_WAIT_SECONDS = 0.05
 
+# At most this many segments of one stream are generated ahead of their turn. Each is a
+# batch row, and every row makes each step slower on a CPU (less so on a GPU): a few keep the
+# next sentences ready without slowing the one being heard much.
+MAX_SEGMENTS_AHEAD = 2
+
 Emit = Callable[[object], None]  # receives AudioChunk / SynthesisResult / BaseException / DONE
 DONE = object()
+
+
+@dataclass
+class _Segment:
+    """A segment T3 is generating for a stream: its current one, or one ahead of its turn."""
+
+    plan: SegmentPlan
+    key: Hashable  # its row in the token batch
+    generated: int = 0
+    waiting_tokens: list[int] = field(default_factory=list)  # ahead of its turn: kept here
+    ended: bool = False  # stop token or cap
 
 
 @dataclass
@@ -50,10 +72,14 @@ class _Job:
     cancel: threading.Event
     key: int
     state: BatchStream | None = None
-    plan: SegmentPlan | None = None
-    segment_tokens: int = 0
+    segment: _Segment | None = None  # the one being heard next
+    ahead: list[_Segment] = field(default_factory=list)  # the ones after it, in order
     t3_done: bool = False
     needs_text: bool = False  # a text-in stream with no complete segment yet
+    chunks_sent: int = 0
+
+    def segments(self) -> list[_Segment]:
+        return ([self.segment] if self.segment is not None else []) + self.ahead
 
 
 @dataclass
@@ -73,6 +99,8 @@ class DeviceTime:
     decoded_tokens: int = 0  # summed over the streams of each step
     shared_flow_calls: int = 0  # flow calls that made several streams' chunks
     shared_flow_chunks: int = 0  # the chunks they made
+    segments_ahead: int = 0  # segments started before their turn
+    segments_set_aside: int = 0  # of those, rows taken back for a new request
 
     @contextmanager
     def timing(self, phase: str) -> Iterator[None]:
@@ -93,6 +121,7 @@ class BatchScheduler:
     _inbox: queue.Queue[_Job | _Call | None] = field(default_factory=queue.Queue)
     _waiting: list[_Job] = field(default_factory=list)
     _active: dict[Hashable, _Job] = field(default_factory=dict)
+    _rows: dict[Hashable, _Job] = field(default_factory=dict)  # batch row key -> its stream
     _keys: itertools.count[int] = field(default_factory=itertools.count)
     device_time: DeviceTime = field(default_factory=DeviceTime)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -108,6 +137,11 @@ class BatchScheduler:
     @property
     def active(self) -> int:
         return len(self._active)
+
+    @property
+    def rows(self) -> int:
+        """Rows of the token batch in use (current segments and segments ahead)."""
+        return len(self._rows)
 
     def submit(
         self, request: SynthesisRequest, emit: Emit, cancel: threading.Event, streaming: bool
@@ -150,6 +184,7 @@ class BatchScheduler:
                 self._drop_cancelled()
                 self._admit()
                 self._resume_text_streams()
+                self._start_segments_ahead()
                 if len(self._batch):
                     self._step()
                 if not self._vocode_one() and not len(self._batch):
@@ -194,23 +229,52 @@ class BatchScheduler:
                 self._fail(job, exc)
 
     def _next_segment(self, job: _Job) -> None:
+        """Move `job` on to its next segment: one generated ahead of its turn takes over
+        (its tokens are the stream's now), otherwise a new row is prefilled."""
         assert job.state is not None
-        job.plan = job.state.next_segment()
-        job.segment_tokens = 0
-        if job.plan is None:
-            job.needs_text = job.state.waiting_for_text()
-            job.t3_done = not job.needs_text
+        while True:
+            plan = job.state.next_segment()
+            if plan is None:
+                job.segment = None
+                job.needs_text = job.state.waiting_for_text()
+                job.t3_done = not job.needs_text
+                return
+            if job.ahead and job.ahead[0].plan.index == plan.index:
+                job.segment = job.ahead.pop(0)
+                for token in job.segment.waiting_tokens:
+                    job.state.accept(token)
+                job.segment.waiting_tokens = []
+                if job.segment.ended:
+                    continue
+                return
+            for segment in job.ahead:  # never expected: plans out of order
+                self._remove_row(segment.key)
+            job.ahead = []
+            self._prefill(job, plan)
             return
+
+    def _prefill(self, job: _Job, plan: SegmentPlan, *, ahead: bool = False) -> None:
+        """A new batch row for `plan`: `job`'s current segment, or the next one `ahead` of
+        its turn; its first token is taken at once."""
+        assert job.state is not None
+        if not ahead:
+            self._take_back_rows(1)
+        segment = _Segment(plan, (job.key, plan.index))
         with self.device_time.timing("prefill"):
             first = self._batch.add(
-                job.key,
-                job.plan.t3_cond,
-                job.plan.text_tokens,
+                segment.key,
+                plan.t3_cond,
+                plan.text_tokens,
                 job.request.params,
-                job.state.generator,
-                job.plan.cond_key,
+                plan.new_generator(),
+                plan.cond_key,
             )
-        self._take_token(job, first)
+        self._rows[segment.key] = job
+        if ahead:
+            job.ahead.append(segment)
+        else:
+            job.segment = segment
+        self._take_token(job, segment, first)
 
     def _resume_text_streams(self) -> None:
         """Text-in streams whose next segment may have arrived start generating it."""
@@ -221,6 +285,43 @@ class BatchScheduler:
             except Exception as exc:  # e.g. the segment's prefill
                 self._fail(job, exc)
 
+    def _start_segments_ahead(self) -> None:
+        """Lend rows the batch does not need to segments ahead of their turn: only while no
+        request waits, and not before every stream has its first audio (work that can wait
+        must not delay a listener)."""
+        if self._waiting or any(
+            j.streaming and j.chunks_sent == 0 and j.segment is not None
+            for j in self._active.values()
+        ):
+            return
+        for job in list(self._active.values()):
+            while (
+                job.state is not None
+                and job.segment is not None
+                and len(job.ahead) < MAX_SEGMENTS_AHEAD
+                and len(self._batch) < self.max_batch
+            ):
+                plan = job.state.upcoming_segment(len(job.ahead) + 1)
+                if plan is None:
+                    break
+                try:
+                    self._prefill(job, plan, ahead=True)
+                except Exception as exc:
+                    self._fail(job, exc)
+                    break
+                self.device_time.segments_ahead += 1
+
+    def _take_back_rows(self, needed: int) -> None:
+        """Free rows lent to segments ahead of their turn until `needed` are free: the last
+        segment ahead goes first (its work is redone when its turn comes)."""
+        while len(self._batch) + needed > self.max_batch:
+            lent = [j for j in self._active.values() if j.ahead]
+            if not lent:
+                return
+            job = max(lent, key=lambda j: len(j.ahead))
+            self._remove_row(job.ahead.pop().key)
+            self.device_time.segments_set_aside += 1
+
     def _step(self) -> None:
         try:
             with self.device_time.timing("decode"):
@@ -228,28 +329,39 @@ class BatchScheduler:
             self.device_time.decode_steps += 1
             self.device_time.decoded_tokens += len(tokens)
         except Exception as exc:  # a failed forward spoils every row
-            for key in list(self._batch.keys):
-                self._batch.remove(key)
-                self._fail(self._active[key], exc)
+            for failed in {id(j): j for j in self._rows.values()}.values():
+                self._fail(failed, exc)
             return
         for key, token in tokens.items():
-            job = self._active.get(key)
-            if job is not None:
-                try:
-                    self._take_token(job, token)
-                except Exception as exc:  # e.g. the next segment's prefill
-                    self._fail(job, exc)
+            job = self._rows.get(key)
+            # Its row may have gone during this loop (the stream failed, or moved on).
+            segment = next((s for s in job.segments() if s.key == key), None) if job else None
+            if job is None or segment is None:
+                continue
+            try:
+                self._take_token(job, segment, token)
+            except Exception as exc:  # e.g. the next segment's prefill
+                self._fail(job, exc)
 
-    def _take_token(self, job: _Job, token: int) -> None:
-        assert job.state is not None and job.plan is not None
+    def _take_token(self, job: _Job, segment: _Segment, token: int) -> None:
+        assert job.state is not None
         if token >= 0 and token != self._stop_token:
-            job.state.accept(token)
-            job.segment_tokens += 1
-            if job.segment_tokens < job.plan.cap:
+            if segment is job.segment:
+                job.state.accept(token)
+            else:
+                segment.waiting_tokens.append(token)
+            segment.generated += 1
+            if segment.generated < segment.plan.cap:
                 return
         # The segment ended (stop token, cap, or nothing left to sample from).
-        self._batch.remove(job.key)
-        self._next_segment(job)
+        segment.ended = True
+        self._remove_row(segment.key)
+        if segment is job.segment:
+            self._next_segment(job)
+
+    def _remove_row(self, key: Hashable) -> None:
+        if self._rows.pop(key, None) is not None:
+            self._batch.remove(key)
 
     def _vocode_one(self) -> bool:
         """At most one piece of token-to-wave work; False if there was none."""
@@ -322,11 +434,13 @@ class BatchScheduler:
             self.device_time.shared_flow_calls += 1
             self.device_time.shared_flow_chunks += len(group)
             for member, chunk in zip(group, chunks, strict=True):
+                member.chunks_sent += 1
                 member.emit(chunk)
             return job.t3_done
         if not job.streaming:
             job.emit(job.state.whole())
             return True
+        job.chunks_sent += 1
         if job.t3_done:
             job.emit(job.state.last_chunk())
             return True
@@ -341,19 +455,21 @@ class BatchScheduler:
             self._fail(job, Cancelled())
 
     def _finish(self, job: _Job) -> None:
-        self._active.pop(job.key, None)
-        if job.key in self._batch.keys:
-            self._batch.remove(job.key)
+        self._leave(job)
         job.emit(DONE)
 
     def _fail(self, job: _Job, exc: BaseException) -> None:
-        self._active.pop(job.key, None)
-        if job.key in self._batch.keys:
-            self._batch.remove(job.key)
+        self._leave(job)
         if not isinstance(exc, Cancelled):
             logger.exception("stream failed", exc_info=exc)
         job.emit(exc)
         job.emit(DONE)
+
+    def _leave(self, job: _Job) -> None:
+        self._active.pop(job.key, None)
+        for segment in job.segments():
+            self._remove_row(segment.key)
+        job.segment, job.ahead = None, []
 
 
 def _run_call(call: _Call) -> None:

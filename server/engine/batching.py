@@ -15,8 +15,10 @@ from server.engine.schema import AudioChunk, SynthesisRequest, SynthesisResult
 
 
 class SegmentPlan(Protocol):
-    """What T3 needs for a stream's next sentence group (`stream_state.SegmentPlan`)."""
+    """What T3 needs for one sentence group of a stream (`stream_state.SegmentPlan`)."""
 
+    @property
+    def index(self) -> int: ...
     @property
     def text_tokens(self) -> Any: ...
     @property
@@ -25,6 +27,10 @@ class SegmentPlan(Protocol):
     def cap(self) -> int: ...
     @property
     def cond_key(self) -> Hashable: ...
+
+    def new_generator(self) -> Any:
+        """A fresh sampling generator for the segment (the same tokens whenever it runs)."""
+        ...
 
 
 class TokenBatch(Protocol):
@@ -58,10 +64,12 @@ class BatchStream(Protocol):
 
     @property
     def request(self) -> SynthesisRequest: ...
-    @property
-    def generator(self) -> Any: ...
 
     def next_segment(self) -> SegmentPlan | None: ...
+    def upcoming_segment(self, ahead: int) -> SegmentPlan | None:
+        """A segment after the current one whose text is complete, to generate early."""
+        ...
+
     def waiting_for_text(self) -> bool:
         """After `next_segment` gave None: True if more text is coming (text-in streams)."""
         ...

@@ -168,7 +168,7 @@ class StreamingEngine:
                 segment.t3_cond,
                 segment.text_tokens,
                 state.request.params,
-                state.generator,
+                segment.new_generator(),
                 segment.cap,
             ):
                 if cancel is not None and cancel.is_set():

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -50,12 +50,30 @@ PAUSE_COVER_TOKENS = 4
 
 @dataclass(frozen=True)
 class SegmentPlan:
-    """What T3 needs for the next sentence group."""
+    """What T3 needs for one sentence group of a stream."""
 
+    index: int  # the segment's place in the stream
     text_tokens: torch.Tensor
     t3_cond: Any  # a fresh T3Cond (T3 caches the prompt embedding on it)
     cap: int  # at most this many tokens
     cond_key: tuple[str, float]  # equal keys, equal conditioning: (voice, exaggeration)
+    seed: int
+    device: torch.device
+
+    def new_generator(self) -> torch.Generator:
+        """The segment's own sampling generator: its tokens do not depend on when it is
+        generated, or on how many tokens the segments before it drew (a segment generated
+        ahead of its turn, or again after being set aside, gets the same tokens)."""
+        return torch.Generator(device=self.device).manual_seed(self.seed)
+
+
+def segment_seed(seed: int, index: int) -> int:
+    """Segment `index`'s seed: the request's seed for the first (a one-segment request
+    samples exactly as upstream does), distinct derived seeds for the others."""
+    return (seed + index * _GOLDEN_GAMMA) & (2**63 - 1)
+
+
+_GOLDEN_GAMMA = 0x9E3779B97F4A7C15  # spreads consecutive indices over the seed space
 
 
 class StreamState:
@@ -76,7 +94,6 @@ class StreamState:
         self.segments = segments
         self.voice = voice
         self.seed = request.seed if request.seed is not None else _random_seed()
-        self.generator = torch.Generator(device=model.device).manual_seed(self.seed)
         self.tokens: list[int] = []  # what S3Gen decodes
         self.raw_tokens: list[int] = []  # what T3 produced
         self.cap_hit = False
@@ -86,6 +103,7 @@ class StreamState:
         self._chunks = 0
         self._samples_sent = 0
         self._segment_starts: list[int] = []  # token index of each segment's first token
+        self._plans: dict[int, SegmentPlan] = {}  # planned before their turn (`upcoming_segment`)
         self._tokens_finished = False  # the trailing silence is appended
         # Text-in streams: the text arrives while the stream runs (`TextFeed`).
         self._feed = request.text_feed
@@ -122,25 +140,53 @@ class StreamState:
         if self._segment + 1 >= len(self.segments) and not self._take_text():
             return None
         self._segment += 1
-        segment = self.segments[self._segment]
         if self._segment > 0 and not self._paused:
             # A short pause between sentence groups, as between upstream calls.
             self.tokens.extend([SILENCE_TOKEN] * TRAILING_SILENCE_TOKENS)
         if self._paused:
             self._paused, self._resumed_chunk = False, self._chunks
         self._segment_starts.append(len(self.tokens))
+        plan = self._plans.pop(self._segment, None) or self._plan(self._segment)
+        if budget is not None:
+            plan = replace(plan, cap=min(plan.cap, budget - len(self.raw_tokens)))
+        self._segment_cap, self._segment_tokens = plan.cap, 0
+        return plan
+
+    def upcoming_segment(self, ahead: int) -> SegmentPlan | None:
+        """The segment `ahead` (>= 1) places after the current one, if its text is complete,
+        for T3 to generate before its turn; `next_segment` gives the same plan when its turn
+        comes. None also for a request with a token budget (its caps depend on the tokens
+        of the segments before)."""
+        if self.request.max_new_tokens is not None:
+            return None
+        index = self._segment + ahead
+        if index >= len(self.segments):
+            self._absorb_text()
+            if index >= len(self.segments):
+                return None
+        if index not in self._plans:
+            self._plans[index] = self._plan(index)
+        return self._plans[index]
+
+    def _plan(self, index: int) -> SegmentPlan:
+        segment = self.segments[index]
         cap = default_token_cap(
             segment,
             MODEL_MAX_TOKENS_PER_SEGMENT,
             self.config.cap_tokens_per_char,
             self.config.cap_token_margin,
         )
-        if budget is not None:
-            cap = min(cap, budget - len(self.raw_tokens))
-        self._segment_cap, self._segment_tokens = cap, 0
         t3_cond, _ = self.voice.for_request(self.request.params.exaggeration, self.model.device)
         cond_key = (self.voice.key, self.request.params.exaggeration)
-        return SegmentPlan(self._text_tokens(segment), t3_cond, cap, cond_key)
+        return SegmentPlan(
+            index,
+            self._text_tokens(segment),
+            t3_cond,
+            cap,
+            cond_key,
+            segment_seed(self.seed, index),
+            self.model.device,
+        )
 
     def waiting_for_text(self) -> bool:
         """True after `next_segment` found no complete text yet (more is coming)."""
@@ -160,14 +206,22 @@ class StreamState:
         self._waiting = False
         if self._feed is None:
             return False
-        taken = self._feed.take()
+        before = len(self.segments)
+        if not self._absorb_text():  # the text has ended
+            return len(self.segments) > before
+        if len(self.segments) > before:
+            return True
+        self._waiting = True  # more text is coming
+        self._pause()
+        return False
+
+    def _absorb_text(self) -> bool:
+        """Append the feed's complete segments to `segments`; False once the text has ended
+        (or there is no feed)."""
+        taken = self._feed.take() if self._feed is not None else None
         if taken:
             self.segments.extend(taken)
-            return True
-        if taken is not None:  # more text is coming
-            self._waiting = True
-            self._pause()
-        return False
+        return taken is not None
 
     def _pause(self) -> None:
         """While waiting for text, let everything generated so far be heard: the speech is

@@ -32,6 +32,10 @@ class BatchedRunner(EngineRunner):
         return self._scheduler.active > 0
 
     @property
+    def batch_rows(self) -> int:
+        return self._scheduler.rows
+
+    @property
     def device_time(self) -> DeviceTime:
         return self._scheduler.device_time
 

@@ -13,6 +13,9 @@ import httpx
 from balancer.policies import POLICIES
 
 DEFAULT_PORT = 6095
+# How often --workers-file is looked at and --workers-dns resolved again: a worker added there
+# is in rotation within this plus one health check.
+DEFAULT_DISCOVERY_INTERVAL_S = 2.0
 DEFAULT_POLICY = "least-loaded"
 DEFAULT_HEALTH_INTERVAL_S = 2.0
 DEFAULT_HEALTH_TIMEOUT_S = 2.0
@@ -37,11 +40,29 @@ DEFAULT_WS_HANDSHAKE_TIMEOUT_S = 10.0
 # The largest WebSocket message relayed either way (websockets' own default, 1 MiB, is less
 # than a long utterance of base64 audio in one ElevenLabs-style JSON message).
 DEFAULT_WS_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# None: no keys, open to anyone who reaches the port (a warning at startup unless the balancer
+# listens on loopback). Otherwise a TOML file of keys (access/key_file.py; README, Keys).
+DEFAULT_API_KEYS_FILE: Path | None = None
+# Concurrent streams (and WebSockets) per key when its entry sets none; 0: no limit.
+DEFAULT_KEY_MAX_STREAMS = 0
+# /stats and /metrics stay open (the start script and scrapers read them) unless asked.
+DEFAULT_RESTRICT_OPS = False
+
+
+@dataclass(frozen=True)
+class DnsName:
+    """`--workers-dns NAME:PORT`: every address NAME resolves to is a worker on PORT."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"{self.host}:{self.port}"
 
 
 @dataclass(frozen=True)
 class BalancerConfig:
-    workers: tuple[str, ...]
+    workers: tuple[str, ...]  # --workers: always in the pool
     host: str = "0.0.0.0"
     port: int = DEFAULT_PORT
     policy: str = DEFAULT_POLICY
@@ -61,6 +82,13 @@ class BalancerConfig:
     ws_handshake_timeout: float = DEFAULT_WS_HANDSHAKE_TIMEOUT_S
     ws_max_message_bytes: int = DEFAULT_WS_MAX_MESSAGE_BYTES
     log_level: str = "info"
+    api_keys_file: Path | None = DEFAULT_API_KEYS_FILE
+    key_max_streams: int = DEFAULT_KEY_MAX_STREAMS
+    restrict_ops: bool = DEFAULT_RESTRICT_OPS
+    # Workers that may change while the balancer runs (balancer/discovery/), with `workers`.
+    workers_file: Path | None = None
+    workers_dns: DnsName | None = None
+    discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL_S
 
 
 def worker_url(raw: str) -> str:
@@ -85,6 +113,13 @@ def parse_workers(text: str) -> tuple[str, ...]:
     return urls
 
 
+def dns_name(text: str) -> DnsName:
+    host, colon, port = text.strip().rpartition(":")
+    if not colon or not host or "/" in host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"not NAME:PORT: {text!r}")
+    return DnsName(host.strip("[]"), int(port))
+
+
 def parse_config(
     argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None
 ) -> BalancerConfig:
@@ -104,6 +139,24 @@ def parse_config(
         "--workers",
         default=default("WORKERS", None),
         help="comma-separated worker URLs, e.g. http://10.0.0.5:6093,http://10.0.0.6:6093",
+    )
+    p.add_argument(
+        "--workers-file",
+        default=default("WORKERS_FILE", None),
+        help="a file of worker URLs, one a line (# comments), read again whenever it changes: "
+        "added workers join once healthy, removed ones finish their streams, then leave",
+    )
+    p.add_argument(
+        "--workers-dns",
+        default=default("WORKERS_DNS", None),
+        help="NAME:PORT: the addresses NAME resolves to, resolved again every "
+        "--discovery-interval, are the workers (e.g. a Kubernetes headless service)",
+    )
+    p.add_argument(
+        "--discovery-interval",
+        type=float,
+        default=default("DISCOVERY_INTERVAL", d.discovery_interval),
+        help="seconds between looks at --workers-file and resolutions of --workers-dns",
     )
     p.add_argument("--host", default=default("HOST", d.host))
     p.add_argument("--port", type=int, default=default("PORT", d.port))
@@ -185,17 +238,48 @@ def parse_config(
         help="largest WebSocket message relayed, either way",
     )
     p.add_argument("--log-level", default=default("LOG_LEVEL", d.log_level))
+    p.add_argument(
+        "--api-keys-file",
+        default=default("API_KEYS_FILE", d.api_keys_file),
+        help="TOML file of API keys (name, role, sha256 or key, max_streams): every request "
+        "but /health and the web app's files then needs one (default: none, open)",
+    )
+    p.add_argument(
+        "--key-max-streams",
+        type=int,
+        default=default("KEY_MAX_STREAMS", d.key_max_streams),
+        help="concurrent streams per key whose entry sets no max_streams (0: no limit)",
+    )
+    p.add_argument(
+        "--restrict-ops",
+        action=argparse.BooleanOptionalAction,
+        default=default("RESTRICT_OPS", "0") not in ("0", "", "false"),
+        help="with a keys file, /stats and /metrics need an admin key",
+    )
     args = p.parse_args(argv)
-    if not args.workers:
-        p.error("--workers (or BALANCER_WORKERS) is required")
+    if not (args.workers or args.workers_file or args.workers_dns):
+        p.error(
+            "give the workers: --workers URL[,URL...], --workers-file PATH or --workers-dns "
+            "NAME:PORT (or BALANCER_WORKERS, BALANCER_WORKERS_FILE, BALANCER_WORKERS_DNS)"
+        )
     try:
-        workers = parse_workers(args.workers)
+        workers = parse_workers(args.workers) if args.workers else ()
+        workers_dns = dns_name(args.workers_dns) if args.workers_dns else None
     except ValueError as exc:
         p.error(str(exc))
+    workers_file = Path(args.workers_file) if args.workers_file else None
+    # Checked once here, so a wrong path stops the start; later the file may be replaced.
+    if workers_file is not None and not os.access(workers_file, os.R_OK):
+        p.error(f"--workers-file: cannot read {workers_file}")
+    if workers_file is not None and not workers_file.is_file():
+        p.error(f"--workers-file: not a file: {workers_file}")
+    if int(args.key_max_streams) < 0:
+        p.error("--key-max-streams must be at least 0")
     for name in ("max_attempts", "breaker_failures", "max_body_bytes", "ws_max_message_bytes"):
         if int(getattr(args, name)) < 1:
             p.error(f"--{name.replace('_', '-')} must be at least 1")
-    for name in ("health_interval", "health_timeout", "connect_timeout", "ws_handshake_timeout"):
+    positive = ("health_interval", "health_timeout", "connect_timeout", "ws_handshake_timeout")
+    for name in (*positive, "discovery_interval"):
         if float(getattr(args, name)) <= 0:
             p.error(f"--{name.replace('_', '-')} must be positive")
     read_timeout = float(args.read_timeout)
@@ -221,4 +305,10 @@ def parse_config(
         ws_handshake_timeout=float(args.ws_handshake_timeout),
         ws_max_message_bytes=int(args.ws_max_message_bytes),
         log_level=args.log_level,
+        api_keys_file=Path(args.api_keys_file) if args.api_keys_file else None,
+        key_max_streams=int(args.key_max_streams),
+        restrict_ops=bool(args.restrict_ops),
+        workers_file=workers_file,
+        workers_dns=workers_dns,
+        discovery_interval=float(args.discovery_interval),
     )

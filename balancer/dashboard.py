@@ -35,7 +35,8 @@ _PAGE = """<!doctype html>
   th { font-size: 12px; color: var(--muted); font-weight: 600; }
   th:first-child, td:first-child, td.l { text-align: left; }
   .badge { padding: 1px 8px; border-radius: 10px; color: #fff; font-size: 12px; }
-  .ready, .closed { background: var(--ok); } .loading, .half_open { background: var(--warn); }
+  .ready, .closed { background: var(--ok); }
+  .loading, .draining, .retiring, .half_open { background: var(--warn); }
   .failed, .unreachable, .open, .unknown { background: var(--bad); }
   .bar { display: inline-block; width: 80px; height: 8px; background: var(--line);
          border-radius: 4px; vertical-align: middle; margin-right: 6px; overflow: hidden; }
@@ -84,7 +85,8 @@ function render(s) {
   const b = s.balancer, t = s.totals;
   document.getElementById("sub").textContent =
     `policy ${b.policy} · up ${Math.round(b.uptime_s)} s · ` +
-    `${b.workers_in_rotation} of ${b.workers} workers in rotation`;
+    `${b.workers_in_rotation} of ${b.workers} workers in rotation` +
+    (b.workers_retiring ? ` · ${b.workers_retiring} retiring` : "");
   const cards = [["in flight", b.in_flight], ["capacity", b.capacity],
     ["requests", t.requests], ["completed", t.completed], ["failovers", t.failovers],
     ["lost mid-stream", t.lost], ["client disconnects", t.client_disconnects],
@@ -109,7 +111,14 @@ function render(s) {
   for (const w of s.workers) {
     const tr = document.createElement("tr");
     cell(tr, w.url);
-    badge(cell(tr, ""), w.health);
+    const health = cell(tr, "");
+    badge(health, w.health);
+    if (w.retiring) {  // no longer discovered: finishing its streams, then it leaves
+      const span = document.createElement("span");
+      span.className = "badge retiring";
+      span.textContent = "retiring";
+      health.append(" ", span);
+    }
     badge(cell(tr, ""), w.breaker);
     const load = cell(tr, "");
     const bar = document.createElement("span");

@@ -1,8 +1,9 @@
 """Active health checks: every worker's `/health`, every `interval` seconds.
 
-A check sets the worker's health (only `ready` workers get traffic, so a worker still loading
-its model or not answering gets none) and its capacity, and tells its breaker that it
-answered, which is what re-admits a worker the breaker took out of rotation after failures.
+A check sets the worker's health (only `ready` workers get traffic and count in the capacity
+/stats shows, so a worker still loading its model, draining before it exits or not answering
+gets none) and its capacity, and tells its breaker that it answered, which is what re-admits a
+worker the breaker took out of rotation after failures.
 """
 
 from __future__ import annotations
@@ -17,6 +18,9 @@ import httpx
 from balancer.pool import Health, Worker, WorkerPool
 
 logger = logging.getLogger("balancer")
+
+# What a worker's /health may say; anything else counts as failed.
+REPORTED = frozenset({Health.LOADING, Health.READY, Health.DRAINING, Health.FAILED})
 
 
 class HealthChecker:
@@ -38,9 +42,7 @@ class HealthChecker:
             worker.last_error = f"{type(exc).__name__}: {exc}".rstrip(": ")
         else:
             status = body.get("status")
-            worker.health = (
-                Health(status) if status in ("loading", "ready", "failed") else Health.FAILED
-            )
+            worker.health = Health(status) if status in REPORTED else Health.FAILED
             worker.reported = body
             worker.last_error = body.get("error") if worker.health is Health.FAILED else None
             capacity = body.get("capacity")

@@ -103,6 +103,11 @@ class BalancerCollector(Collector):
             "up": GaugeMetricFamily(
                 "balancer_worker_up", "1 while the worker is in rotation", labels=labels
             ),
+            "retiring": GaugeMetricFamily(
+                "balancer_worker_retiring",
+                "1 while the worker, no longer discovered, finishes its requests before leaving",
+                labels=labels,
+            ),
             "breaker_open": GaugeMetricFamily(
                 "balancer_worker_breaker_open",
                 "1 while the worker's breaker is open",
@@ -123,6 +128,7 @@ class BalancerCollector(Collector):
             gauges["in_flight"].add_metric([w.url], w.in_flight)
             gauges["capacity"].add_metric([w.url], w.capacity)
             gauges["up"].add_metric([w.url], float(w.available(now)))
+            gauges["retiring"].add_metric([w.url], float(w.retiring))
             is_open = w.breaker_state(now) is not BreakerState.CLOSED
             gauges["breaker_open"].add_metric([w.url], float(is_open))
             for name, family in counters.items():

@@ -78,7 +78,7 @@ class Proxy:
         self.retry_after = retry_after
         self.stream_idle_timeout = stream_idle_timeout
         self.broadcast = broadcast
-        self._bases = {w.url: httpx.URL(w.url) for w in pool}
+        self._bases = {w.url: httpx.URL(w.url) for w in pool}  # parsed once, not per request
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         assert scope["type"] == "http"
@@ -131,13 +131,20 @@ class Proxy:
         )
         self.totals.no_worker += 1
 
+    def _base(self, worker: Worker) -> httpx.URL:
+        base = self._bases.get(worker.url)
+        if base is None:  # a worker that joined since: those that left are forgotten too
+            self._bases = {w.url: httpx.URL(w.url) for w in self.pool}
+            base = self._bases.get(worker.url) or httpx.URL(worker.url)
+        return base
+
     async def _attempt(
         self, lease: Lease, request: UpstreamRequest, send: Send
     ) -> Attempt | Rejection:
         worker = lease.worker
         worker.counters.requests += 1
         client = self.clients.next()
-        upstream = request.to(client, self._bases[worker.url])
+        upstream = request.to(client, self._base(worker))
         try:
             response = await client.send(upstream, stream=True)
         except httpx.HTTPError as exc:

@@ -104,6 +104,25 @@ def raw_target(scope: Scope) -> bytes:
     return target
 
 
+def ambiguous_framing(scope: Scope) -> str | None:
+    """Why the request's length could be read two ways, if it could (None: it cannot).
+
+    uvicorn's parser (h11) already refuses conflicting Content-Lengths and any
+    Transfer-Encoding but `chunked`; with both headers it goes by Transfer-Encoding, as RFC 9112
+    section 6.1 allows, but a proxy in front of us that goes by Content-Length would see other
+    requests in the same bytes: one of them smuggled past it. So that is refused, the
+    connection closed (which the RFC requires), as is chunked framing in HTTP/1.0, which has
+    none."""
+    names = {name.lower() for name, _ in scope["headers"]}
+    if b"transfer-encoding" not in names:
+        return None
+    if b"content-length" in names:
+        return "both Content-Length and Transfer-Encoding: the request's length is ambiguous"
+    if scope.get("http_version") == "1.0":
+        return "Transfer-Encoding in an HTTP/1.0 request: the request's length is ambiguous"
+    return None
+
+
 def declared_length(scope: Scope) -> int | None:
     for name, value in scope["headers"]:
         if name.lower() == b"content-length":

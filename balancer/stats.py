@@ -9,6 +9,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from access.gate import Gatekeeper
 from balancer.counters import TotalCounters
 from balancer.dashboard import dashboard_html
 from balancer.pool import Health, Worker, WorkerPool
@@ -19,10 +20,17 @@ def _seconds(value: float | None) -> float | None:
 
 
 class StatsView:
-    def __init__(self, pool: WorkerPool, totals: TotalCounters, policy: str):
+    def __init__(
+        self,
+        pool: WorkerPool,
+        totals: TotalCounters,
+        policy: str,
+        gatekeeper: Gatekeeper | None = None,
+    ):
         self.pool = pool
         self.totals = totals
         self.policy = policy
+        self.gatekeeper = gatekeeper
         self.started = time.time()
 
     def worker(self, worker: Worker, now: float, wall: float) -> dict[str, Any]:
@@ -31,6 +39,8 @@ class StatsView:
         return {
             "url": worker.url,
             "health": worker.health.value,
+            # No longer discovered: takes no new requests, leaves once its running ones end.
+            "retiring": worker.retiring,
             "breaker": worker.breaker_state(now).value,
             "in_rotation": worker.available(now),
             "in_flight": worker.in_flight,
@@ -69,23 +79,29 @@ class StatsView:
                 "policy": self.policy,
                 "workers": len(workers),
                 "workers_in_rotation": sum(w["in_rotation"] for w in workers),
+                "workers_retiring": sum(w["retiring"] for w in workers),
                 "in_flight": self.pool.in_flight,  # WebSockets included: each holds a lease
                 "open_sockets": self.totals.sockets.open,
-                "capacity": sum(w.capacity for w in self.pool if w.health is Health.READY),
+                "capacity": sum(
+                    w.capacity for w in self.pool if w.health is Health.READY and not w.retiring
+                ),
             },
             "totals": asdict(self.totals),
             "workers": workers,
+            # Per key, by name (never the key): requests, streams open, refusals.
+            "access": None if self.gatekeeper is None else self.gatekeeper.snapshot(),
         }
 
     def health(self) -> tuple[int, dict[str, Any]]:
         """Ready while at least one worker is: an outer load balancer can skip us otherwise."""
         now = self.pool.clock()
         ready = sum(w.available(now) for w in self.pool)
-        status = "ok" if ready == len(self.pool) else "degraded" if ready else "unavailable"
+        listed = sum(not w.retiring for w in self.pool)  # retiring ones are on their way out
+        status = "ok" if ready == listed else "degraded" if ready else "unavailable"
         body = {
             "status": status,
             "ready_workers": ready,
-            "workers": len(self.pool),
+            "workers": listed,
             "in_flight": self.pool.in_flight,
             "uptime_s": round(time.time() - self.started, 1),
         }

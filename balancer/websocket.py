@@ -189,9 +189,16 @@ class SocketProxy:
             await upstream.close(CloseCode.GOING_AWAY)  # already closed, unless something broke
         return Attempt.RELAYED
 
+    def _base(self, worker: Worker) -> str:
+        base = self._bases.get(worker.url)
+        if base is None:  # a worker that joined since: those that left are forgotten too
+            self._bases = {w.url: "ws" + w.url.removeprefix("http") for w in self.pool}
+            base = self._bases.get(worker.url) or "ws" + worker.url.removeprefix("http")
+        return base
+
     async def _connect(self, worker: Worker, request: SocketRequest) -> ClientConnection:
         return await connect(
-            self._bases[worker.url] + request.target,
+            self._base(worker) + request.target,
             subprotocols=request.subprotocols or None,
             additional_headers=request.headers,
             user_agent_header=None,  # the client's own User-Agent is among its headers

@@ -5,10 +5,11 @@ from __future__ import annotations
 import logging
 import sys
 
-import uvicorn
-
+from access.exposure import open_warning
+from access.key_file import KeyFileError
 from server.app import create_app
 from server.config import ServerConfig, parse_config
+from server.drain import serve
 from server.engine.engine import StreamingEngine
 from server.engine.loading import load_model
 
@@ -33,8 +34,15 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
-    app = create_app(config, lambda: engine_factory(config))
-    uvicorn.run(app, host=config.host, port=config.port, log_level=config.log_level)
+    try:
+        app = create_app(config, lambda: engine_factory(config))
+    except KeyFileError as exc:
+        print(f"python -m server: error: --api-keys-file: {exc}", file=sys.stderr)
+        return 2
+    warning = None if config.api_keys_file else open_warning(config.host, config.port, "worker")
+    if warning is not None:
+        logging.getLogger("server").warning(warning)
+    serve(app, app.state.worker, config)  # SIGTERM drains first: server/drain.py
     return 0
 
 

@@ -7,11 +7,15 @@ import contextlib
 from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.routing import Route, WebSocketRoute
 
+from access.gate import Gatekeeper, KeyGate
 from server.config import ServerConfig
+from server.drain import DrainGuard
 from server.engine.engine import SpeechEngine
 from server.error_responses import EXCEPTION_HANDLERS
+from server.errors import RETRY_AFTER_BUSY_S
 from server.routes import (
     elevenlabs_http,
     elevenlabs_socket,
@@ -25,6 +29,7 @@ from server.worker import Worker
 
 
 def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine]) -> Starlette:
+    gatekeeper = keys_from(config)  # KeyFileError when the file cannot be used
     worker = Worker(config, engine_factory)
 
     @contextlib.asynccontextmanager
@@ -53,8 +58,13 @@ def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine])
                 methods=["POST"],
             ),
             Route(
-                "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
+                "/v1/text-to-speech/{voice_id}/with-timestamps",
                 elevenlabs_http.with_timestamps,
+                methods=["POST"],
+            ),
+            Route(
+                "/v1/text-to-speech/{voice_id}/stream/with-timestamps",
+                elevenlabs_http.stream_with_timestamps,
                 methods=["POST"],
             ),
             WebSocketRoute(
@@ -71,7 +81,25 @@ def create_app(config: ServerConfig, engine_factory: Callable[[], SpeechEngine])
             Route("/metrics", ops.metrics, methods=["GET"]),
         ],
         exception_handlers=EXCEPTION_HANDLERS,
+        middleware=[
+            # Outermost: a request without the right key is turned away before anything counts it
+            *([Middleware(KeyGate, gatekeeper=gatekeeper)] if gatekeeper else []),
+            Middleware(DrainGuard, worker=worker),
+        ],
         lifespan=lifespan,
     )
     app.state.worker = worker
+    app.state.gatekeeper = gatekeeper
     return app
+
+
+def keys_from(config: ServerConfig) -> Gatekeeper | None:
+    """The worker's door: None (open) without a keys file."""
+    if config.api_keys_file is None:
+        return None
+    return Gatekeeper.from_file(
+        config.api_keys_file,
+        default_max_streams=config.key_max_streams,
+        retry_after=RETRY_AFTER_BUSY_S,
+        restrict_ops=config.restrict_ops,
+    )

@@ -64,6 +64,21 @@ DEFAULT_LOG_LEVEL = "info"
 # ElevenLabs allows, and text per context (about 20 minutes of speech).
 DEFAULT_MAX_SOCKET_CONTEXTS = 5
 DEFAULT_MAX_CONTEXT_CHARS = 20_000
+# On SIGTERM a worker stops taking requests and lets the running ones finish for at most this
+# long before it exits (a second SIGTERM or Ctrl-C stops it at once). Most streams end well
+# within it; Kubernetes' default termination grace is also 30 s.
+DEFAULT_DRAIN_TIMEOUT = 30.0
+# One short synthesis through each path before /health says ready: otherwise the first request
+# after a start pays one-time costs (seconds on the CPU; see server/warmup.py).
+DEFAULT_WARMUP = True
+# None: no keys, anyone who reaches the port may use the worker (fine on loopback behind the
+# balancer, which checks keys: README, Keys). Otherwise a TOML file of keys (access/key_file.py).
+DEFAULT_API_KEYS_FILE: Path | None = None
+# Concurrent streams per key when its entry sets none; 0: no limit (the worker's own
+# --max-streams and --max-queue still apply).
+DEFAULT_KEY_MAX_STREAMS = 0
+# /metrics is open (a scraper needs no key) unless asked: then it needs an admin key.
+DEFAULT_RESTRICT_OPS = False
 
 # The levels both `logging` and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -117,6 +132,11 @@ class ServerConfig:
     log_level: str = DEFAULT_LOG_LEVEL
     max_socket_contexts: int = DEFAULT_MAX_SOCKET_CONTEXTS
     max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS
+    drain_timeout: float = DEFAULT_DRAIN_TIMEOUT
+    warmup: bool = DEFAULT_WARMUP
+    api_keys_file: Path | None = DEFAULT_API_KEYS_FILE
+    key_max_streams: int = DEFAULT_KEY_MAX_STREAMS
+    restrict_ops: bool = DEFAULT_RESTRICT_OPS
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -299,6 +319,38 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         "text-in contexts open at once on one WebSocket",
     )
     option("--max-context-chars", _whole, DEFAULT_MAX_CONTEXT_CHARS, "text of one text-in context")
+    option(
+        "--drain-timeout",
+        _number,
+        DEFAULT_DRAIN_TIMEOUT,
+        "on SIGTERM, seconds running requests get to finish before the worker exits",
+    )
+    option(
+        "--warmup",
+        _boolean,
+        DEFAULT_WARMUP,
+        "run a short synthesis through each path before reporting ready",
+    )
+    option(
+        "--api-keys-file",
+        _path,
+        DEFAULT_API_KEYS_FILE,
+        "TOML file of API keys (name, role, sha256 or key, max_streams); every request but "
+        "/health then needs one",
+        "none: open to anyone who reaches the port",
+    )
+    option(
+        "--key-max-streams",
+        _whole,
+        DEFAULT_KEY_MAX_STREAMS,
+        "concurrent streams per key whose entry sets no max_streams (0: no limit)",
+    )
+    option(
+        "--restrict-ops",
+        _boolean,
+        DEFAULT_RESTRICT_OPS,
+        "with a keys file, /metrics needs an admin key",
+    )
     return p
 
 
@@ -342,6 +394,10 @@ def parse_config(
         p.error(f"{source('max_queue')} must be at least 0")
     if args.max_prompt_seconds <= 0:
         p.error(f"{source('max_prompt_seconds')} must be positive")
+    if args.drain_timeout < 0:
+        p.error(f"{source('drain_timeout')} must be at least 0")
+    if args.key_max_streams < 0:
+        p.error(f"{source('key_max_streams')} must be at least 0")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -362,4 +418,9 @@ def parse_config(
         log_level=args.log_level,
         max_socket_contexts=args.max_socket_contexts,
         max_context_chars=args.max_context_chars,
+        drain_timeout=args.drain_timeout,
+        warmup=args.warmup,
+        api_keys_file=args.api_keys_file,
+        key_max_streams=args.key_max_streams,
+        restrict_ops=args.restrict_ops,
     )

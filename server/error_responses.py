@@ -12,7 +12,7 @@ import logging
 from typing import Any
 
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, HTTPConnection, Request
 from starlette.responses import JSONResponse, Response
 
 from server.elevenlabs_input import error_code
@@ -47,7 +47,7 @@ def openai_status(exc: ServiceError) -> int:
     return 400 if exc.status == 422 else exc.status
 
 
-def error_response(request: Request, exc: ServiceError) -> Response:
+def error_response(request: HTTPConnection, exc: ServiceError) -> Response:
     headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after is not None else None
     if request.url.path.startswith(OPENAI_PREFIX):
         return JSONResponse(openai_body(exc), status_code=openai_status(exc), headers=headers)
@@ -71,6 +71,12 @@ async def http_exception(request: Request, exc: Exception) -> Response:
     return response
 
 
+async def client_gone(request: Request, exc: Exception) -> Response:
+    # The client left (or was cut off) while sending its request: no error of ours, and no
+    # one is there to read an answer (uvicorn drops it).
+    return Response(status_code=400)
+
+
 async def unexpected(request: Request, exc: Exception) -> Response:
     logger.exception("unhandled error on %s %s", request.method, request.url.path)
     return error_response(request, ServiceError(f"internal error: {type(exc).__name__}"))
@@ -79,5 +85,6 @@ async def unexpected(request: Request, exc: Exception) -> Response:
 EXCEPTION_HANDLERS = {
     ServiceError: service_error,
     HTTPException: http_exception,
+    ClientDisconnect: client_gone,
     Exception: unexpected,
 }

@@ -10,6 +10,9 @@ from __future__ import annotations
 # Seconds a client is asked to wait before retrying.
 RETRY_AFTER_BUSY_S = 2  # a slot frees as soon as one stream ends
 RETRY_AFTER_LOADING_S = 5  # loading a model takes seconds
+# A draining worker is about to exit and be replaced (which loads a model): behind the
+# balancer another worker takes the retry at once, so this only paces direct clients.
+RETRY_AFTER_DRAINING_S = RETRY_AFTER_LOADING_S
 
 
 class ServiceError(Exception):
@@ -70,6 +73,15 @@ class NotReady(ServiceError):
 
     status = 503
     retry_after = RETRY_AFTER_LOADING_S
+
+
+class Draining(NotReady):
+    """The worker is shutting down: it finishes what it runs and takes nothing new."""
+
+    retry_after = RETRY_AFTER_DRAINING_S
+
+    def __init__(self) -> None:
+        super().__init__("the worker is shutting down and takes no new requests; retry shortly")
 
 
 class SynthesisFailed(ServiceError):

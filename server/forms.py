@@ -7,6 +7,7 @@ the field and what it accepts.
 from __future__ import annotations
 
 import math
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -105,7 +106,20 @@ def validate_text(raw: object, max_chars: int, name: str = "text") -> str:
             f"{name} has {len(raw)} characters; at most {max_chars} are allowed",
             f"1-{max_chars} characters",
         )
+    if not speakable(raw):
+        raise FieldError(
+            name,
+            f"{name} has nothing to speak: no letters or digits",
+            "text with at least one letter or digit",
+        )
     return raw
+
+
+def speakable(text: str) -> bool:
+    """Whether `text` has a letter or a digit, in any script. Emoji, punctuation, invisible
+    characters (zero-width spaces, direction marks) alone give the model nothing to say: it
+    would make up a noise of its own, or stop at once."""
+    return any(unicodedata.category(c)[0] in "LN" for c in text)
 
 
 def parse_speech_fields(

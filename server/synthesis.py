@@ -18,6 +18,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
+from access.identity import key_name
 from server.admission import Ticket
 from server.engine.runners import EngineRunner
 from server.engine.schema import AudioChunk, SynthesisRequest, SynthesisResult
@@ -97,7 +98,8 @@ class Synthesis:
             async with self._ticket.running() as waited:
                 self.queue_wait = waited
                 self.worker.metrics.queue_wait.observe(waited)
-                yield self.worker.ready_runner(), progress
+                # Admitted before a drain began, it runs to its end during the drain.
+                yield self.worker.admitted_runner(), progress
             outcome = "ok"
         except (asyncio.CancelledError, GeneratorExit):
             outcome = "disconnected"
@@ -136,9 +138,15 @@ class Synthesis:
         metrics = last.metrics if last is not None else None
         worker.metrics.requests.labels(self.endpoint, outcome).inc()
         total = time.perf_counter() - self.started
+        who = f" key={name}" if (name := key_name()) is not None else ""  # never the key itself
         if metrics is None:
             logger.info(
-                "%s %s total=%.2fs wait=%.2fs", self.endpoint, outcome, total, self.queue_wait
+                "%s %s total=%.2fs wait=%.2fs%s",
+                self.endpoint,
+                outcome,
+                total,
+                self.queue_wait,
+                who,
             )
             return
         worker.metrics.audio_seconds.inc(metrics.total_audio_duration)
@@ -146,7 +154,7 @@ class Synthesis:
             worker.metrics.rtf.observe(metrics.rtf)
         summary = last.summary if last is not None else None  # on a stream's last chunk
         logger.info(
-            "%s %s chunks=%d first=%.2fs total=%.2fs audio=%.2fs rtf=%.2f wait=%.2fs%s",
+            "%s %s chunks=%d first=%.2fs total=%.2fs audio=%.2fs rtf=%.2f wait=%.2fs%s%s",
             self.endpoint,
             outcome,
             metrics.chunks_generated,
@@ -158,6 +166,7 @@ class Synthesis:
             f" tokens={len(summary.speech_tokens)} cap_hit={summary.token_cap_hit}"
             if summary
             else "",
+            who,
         )
 
 

@@ -17,7 +17,7 @@ from server.engine.conditionals import AudioPromptError, VoiceConditionals, audi
 from server.engine.runners import EngineRunner
 from server.engine.types import Audio
 from server.errors import FieldError
-from server.voices import VoiceLibrary, VoiceNotFoundError
+from server.voices import MAX_NAME_CHARS, VoiceLibrary, VoiceNotFoundError
 
 OPENAI_VOICES = frozenset(
     [
@@ -95,7 +95,7 @@ class VoiceResolver:
             return ResolvedVoice(self._runner)
         raise FieldError(
             choice.name_field,
-            f"unknown voice {choice.name!r}",
+            f"unknown voice {shown_name(choice.name)}",
             "a saved voice's id or name, an OpenAI voice name, or 'default'",
         )
 
@@ -118,10 +118,25 @@ class VoiceResolver:
         return ResolvedVoice(self._runner, prompt=(key, wav), prompt_field=field_name)
 
     def _saved(self, name: str) -> VoiceConditionals | None:
-        """A saved voice by id, else the newest saved voice of that name."""
+        """A saved voice by id, else the newest saved voice of that name that can be read
+        (one damaged on disk, or deleted meanwhile, is skipped)."""
         try:
             return self.library.load(name)
         except VoiceNotFoundError:
             pass
+        if len(name) > MAX_NAME_CHARS:
+            return None  # no saved voice has a name that long
         named = [v for v in self.library.list() if v.name.lower() == name.lower()]
-        return self.library.load(named[-1].id) if named else None
+        for info in reversed(named):
+            try:
+                return self.library.load(info.id)
+            except VoiceNotFoundError:
+                continue
+        return None
+
+
+def shown_name(name: str) -> str:
+    """A voice name as error messages quote it: at most `MAX_NAME_CHARS` characters of it."""
+    if len(name) <= MAX_NAME_CHARS:
+        return repr(name)
+    return f"{name[:MAX_NAME_CHARS]!r}... ({len(name)} characters)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -15,10 +16,12 @@ from server.config import ServerConfig
 from server.engine.device_thread import DeviceThread
 from server.engine.engine import SpeechEngine
 from server.engine.runners import EngineRunner, make_runner
-from server.errors import NotReady
+from server.errors import Draining, NotReady
+from server.forms import default_params
 from server.metrics import WorkerMetrics
 from server.voice_resolver import VoiceResolver
 from server.voices import VoiceLibrary
+from server.warmup import warm_up, warmup_request
 
 logger = logging.getLogger("server")
 
@@ -26,7 +29,12 @@ logger = logging.getLogger("server")
 class WorkerStatus(StrEnum):
     LOADING = "loading"
     READY = "ready"
+    DRAINING = "draining"  # shutting down: finishing what runs, taking nothing new
     FAILED = "failed"
+
+
+# How often a drain looks whether the running requests have finished.
+DRAIN_POLL_S = 0.05
 
 
 class Worker:
@@ -44,37 +52,98 @@ class Worker:
         self.model_name = config.model.value
         self.device_name = config.device
         self.started = time.time()
+        # HTTP requests being answered (server/drain.py counts them): a drain waits for them.
+        self.requests_in_flight = 0
         self._engine_factory = engine_factory
         # Loads the model and then runs all of its work (device_thread.py says why one).
         self.device = DeviceThread()
 
     async def load(self) -> None:
-        """Build the engine off the event loop; /health answers `loading` meanwhile."""
+        """Build the engine off the event loop and warm it up; /health answers `loading`
+        meanwhile."""
         started = time.perf_counter()
+        # Damaged voice files are reported while the model loads, not when a request meets one.
+        checking = asyncio.create_task(asyncio.to_thread(self.voices.check))
         try:
             engine = await self.device.run_async(self._engine_factory)
         except Exception as exc:
             logger.exception("model failed to load")
-            self.status, self.error = WorkerStatus.FAILED, f"{type(exc).__name__}: {exc}"
+            self._fail(exc)
             return
-        self.runner = make_runner(engine, self.config.max_batch, self.device)
-        self._resolver = VoiceResolver(self.voices, self.runner)
+        runner = make_runner(engine, self.config.max_batch, self.device)
+        if self.config.warmup:
+            request = warmup_request(
+                default_params(self.config.model), self.config.first_chunk_tokens
+            )
+            try:
+                seconds = await warm_up(runner, request)
+            except Exception as exc:
+                logger.exception("the warm-up synthesis failed")
+                self._fail(exc, "warm-up failed: ")
+                return
+            logger.info("warmed up in %.1f s (a stream and a regular synthesis)", seconds)
+        await checking
+        self.runner = runner
+        self._resolver = VoiceResolver(self.voices, runner)
         self.model_name, self.device_name = engine.model_name, engine.device_name
-        self.status = WorkerStatus.READY
+        if self.status is WorkerStatus.LOADING:  # not draining already
+            self.status = WorkerStatus.READY
         logger.info(
             "ready: %s on %s in %.1f s (%s)",
             self.model_name,
             self.device_name,
             time.perf_counter() - started,
-            type(self.runner).__name__,
+            type(runner).__name__,
         )
 
+    def _fail(self, exc: Exception, prefix: str = "") -> None:
+        self.status, self.error = WorkerStatus.FAILED, f"{prefix}{type(exc).__name__}: {exc}"
+
     def ready_runner(self) -> EngineRunner:
+        """The runner, for new work; `NotReady` (or `Draining`) when the worker takes none."""
+        if self.status is WorkerStatus.DRAINING:
+            raise Draining()
+        return self.admitted_runner()
+
+    def admitted_runner(self) -> EngineRunner:
+        """The runner, for work admitted earlier: it still runs while the worker drains."""
         if self.runner is None:
             if self.status is WorkerStatus.FAILED:
                 raise NotReady(f"the model failed to load: {self.error}")
             raise NotReady("the model is still loading")
         return self.runner
+
+    @property
+    def idle(self) -> bool:
+        """Nothing running, waiting, or being answered."""
+        admission = self.admission
+        return admission.active == 0 and admission.queued == 0 and self.requests_in_flight == 0
+
+    async def drain(self, timeout: float) -> bool:
+        """Take no new requests and wait until the running ones finish, for at most `timeout`
+        seconds; True when they did."""
+        if self.status is not WorkerStatus.FAILED:
+            self.status = WorkerStatus.DRAINING
+        started = time.perf_counter()
+        logger.info(
+            "draining: %d running, %d waiting; exiting when they finish (at most %.0f s)",
+            self.admission.active,
+            self.admission.queued,
+            timeout,
+        )
+        deadline = started + timeout
+        while not self.idle:
+            if time.perf_counter() >= deadline:
+                logger.warning(
+                    "drain timeout (%.0f s) reached: cutting %d running, %d waiting",
+                    timeout,
+                    self.admission.active,
+                    self.admission.queued,
+                )
+                return False
+            await asyncio.sleep(DRAIN_POLL_S)
+        logger.info("drained in %.1f s", time.perf_counter() - started)
+        return True
 
     def voice_resolver(self) -> VoiceResolver:
         self.ready_runner()

@@ -1,7 +1,10 @@
 """A real worker process (the real HTTP app) over the fake engine, for balancer and browser tests.
 
 python -m tests.fake_worker --port 7001 [--chunks 5] [--delay 0.1] [--fail-after N]
-    [--die-after N]
+    [--die-after N] [--drain-timeout S] [--warmup]
+
+It also takes the flags `start_streaming_servers.sh` gives a real worker (`--model`,
+`--device`, ...; ignored), so the start script can run it instead (`--worker-module`).
 """
 
 from __future__ import annotations
@@ -12,11 +15,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import uvicorn
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from server.app import create_app
-from server.config import ServerConfig
+from server.config import DEFAULT_DRAIN_TIMEOUT, ServerConfig
+from server.drain import serve
 from tests.fakes import FakeEngine
 
 
@@ -66,6 +69,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--die-after", type=int, help="exit abruptly after sending N audio chunks (0: headers)"
     )
+    parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
+    # Off by default: with the fake engine a warm-up only makes every test's workers slower.
+    parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=False)
+    for ignored in ("--model", "--device", "--ckpt-dir", "--max-batch", "--log-level"):
+        parser.add_argument(ignored, help="ignored (the start script passes it)")
+    parser.add_argument("--random-weights", action="store_true", help="ignored")
     args = parser.parse_args(argv)
     engine = FakeEngine(
         chunk_seconds=args.chunk_seconds,
@@ -84,11 +93,15 @@ def main(argv: list[str] | None = None) -> int:
         voices_dir=args.voices_dir or Path(tempfile.mkdtemp(prefix="fake-voices-")),
         max_streams=args.max_streams,
         max_queue=args.max_queue,
+        log_level="warning",
+        drain_timeout=args.drain_timeout,
+        warmup=args.warmup,
     )
-    app: ASGIApp = create_app(config, factory)
+    worker_app = create_app(config, factory)
+    app: ASGIApp = worker_app
     if args.die_after is not None:
         app = dying_after(app, args.die_after)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+    serve(app, worker_app.state.worker, config)
     return 0
 
 

@@ -5,14 +5,18 @@ from __future__ import annotations
 import threading
 import time
 from types import TracebackType
+from typing import Any
 
 import uvicorn
 from starlette.types import ASGIApp
 
 
 class LiveServer:
-    def __init__(self, app: ASGIApp):
-        config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning", lifespan="on")
+    def __init__(self, app: ASGIApp, **options: Any):
+        """`options`: more of uvicorn's settings (the ones a program's `main` passes)."""
+        config = uvicorn.Config(
+            app, host="127.0.0.1", port=0, log_level="warning", lifespan="on", **options
+        )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.url = ""

@@ -64,8 +64,24 @@ def test_the_balancer_never_imports_the_worker() -> None:
     assert _violations("balancer", ("server", "scripts")) == []
 
 
+def test_the_edge_imports_neither_the_worker_nor_the_balancer() -> None:
+    # Both serve with it (edge/), so it must not pull either of them, or the engine, in.
+    forbidden = ("server", "balancer", "access", "scripts", "torch", "chatterbox", "starlette")
+    assert _violations("edge", forbidden) == []
+
+
+def test_the_key_gate_imports_neither_the_worker_nor_the_balancer() -> None:
+    # Both import it (access/), so it must not pull either of them, or the engine, in.
+    forbidden = ("server", "balancer", "scripts", "torch", "chatterbox", "httpx")
+    assert _violations("access", forbidden) == []
+
+
+def test_the_deployment_runs_the_programs_as_processes_and_never_imports_them() -> None:
+    assert _violations("deployment", ("server", "balancer", "scripts", "torch", "tests")) == []
+
+
 def test_packages_never_import_scripts_or_edit_sys_path() -> None:
     assert _violations("server", ("scripts",)) == []
-    for package in ("server", "balancer"):
+    for package in ("server", "balancer", "access", "deployment"):
         for module, path in _modules(package):
             assert not _uses_sys_path(path), module

@@ -1,9 +1,15 @@
-import { chatterboxAPI } from './lib/api';
+import { useMemo, useState } from 'react';
+import { createChatterboxAPI } from './lib/api';
+import { apiKeyStore } from './lib/apiKey';
+import { ApiKeyField } from './components/ApiKeyField';
 import { HealthBadge } from './components/HealthBadge';
 import { LiveTextDemo } from './components/LiveTextDemo';
 import { StreamingDemo } from './components/StreamingDemo';
 
 export function App() {
+  const [apiKey, setApiKey] = useState(() => apiKeyStore.get());
+  // A new client when the key changes, so what was loaded with the old one (voices) reloads.
+  const api = useMemo(() => createChatterboxAPI({ apiKey: () => apiKey }), [apiKey]);
   return (
     <>
       <header className="topbar">
@@ -11,11 +17,12 @@ export function App() {
           <h1>Chatterbox streaming TTS</h1>
           <p className="tagline">Hear speech while it is still being generated.</p>
         </div>
-        <HealthBadge api={chatterboxAPI} />
+        <ApiKeyField onChange={setApiKey} />
+        <HealthBadge api={api} />
       </header>
       <main id="main">
-        <StreamingDemo api={chatterboxAPI} />
-        <LiveTextDemo api={chatterboxAPI} />
+        <StreamingDemo api={api} />
+        <LiveTextDemo api={api} />
       </main>
       <footer className="footer">
         <p>

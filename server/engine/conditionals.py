@@ -29,6 +29,17 @@ MIN_PROMPT_SECONDS = 5.0
 ENC_COND_SECONDS = 15
 DEC_COND_SECONDS = 10
 TURBO_TARGET_LUFS = -27.0
+# What an audio prompt may be, checked before its samples are decoded: a file is a few
+# megabytes, but its header may claim any rate and a compressed file (FLAC of silence) can
+# decode to hours. Telephone audio is 8 kHz; studio files go up to 192 kHz; 7.1 is 8 channels.
+MIN_PROMPT_SAMPLE_RATE = 8000
+MAX_PROMPT_SAMPLE_RATE = 192000
+MAX_PROMPT_CHANNELS = 8
+# The longest prompt decoded when the caller sets no limit of its own.
+DEFAULT_MAX_PROMPT_SECONDS = 60.0
+# Frames decoded at a time (each downmixed at once): the whole file is never held in all its
+# channels.
+DECODE_BLOCK_FRAMES = 1 << 16
 
 
 class AudioPromptError(ValueError):
@@ -79,32 +90,67 @@ def builtin_voice(model: LoadedModel) -> VoiceConditionals | None:
 
 
 def decode_audio(data: bytes, max_seconds: float | None = None) -> Audio:
-    """Mono float32 samples at 24 kHz from an audio file's bytes (WAV, FLAC, OGG, MP3, ...)."""
+    """Mono float32 samples at 24 kHz from an audio file's bytes (WAV, FLAC, OGG, MP3, ...).
+
+    Whatever its header claims, no more than `max_seconds` (and one frame) of the file is
+    decoded, in blocks, so memory and time stay bounded by the limit, not by the file."""
     import librosa
     import soundfile
 
     if not data:
         raise AudioPromptError("audio prompt is empty")
+    limit = DEFAULT_MAX_PROMPT_SECONDS if max_seconds is None else max_seconds
     try:
-        samples, sample_rate = soundfile.read(io.BytesIO(data), dtype="float32", always_2d=True)
+        with soundfile.SoundFile(io.BytesIO(data)) as file:
+            sample_rate = _check_layout(file.samplerate, file.channels)
+            mono = _read_mono(file, max_frames=math.floor(limit * sample_rate) + 1)
+    except AudioPromptError:
+        raise
     except Exception as exc:  # soundfile raises several types for garbage input
         raise AudioPromptError(f"audio prompt could not be decoded as audio ({exc})") from None
-    mono = samples.mean(axis=1)
+    if mono.shape[0] > limit * sample_rate:
+        raise AudioPromptError(
+            f"audio prompt is longer than {limit:g} s; at most {limit:g} s is accepted"
+        )
+    if not np.all(np.isfinite(mono)):
+        raise AudioPromptError("audio prompt contains invalid samples")
     if sample_rate != S3GEN_SR:
         mono = librosa.resample(mono, orig_sr=sample_rate, target_sr=S3GEN_SR)
     duration = mono.shape[0] / S3GEN_SR
-    if not np.all(np.isfinite(mono)):
-        raise AudioPromptError("audio prompt contains invalid samples")
     if duration < MIN_PROMPT_SECONDS:
         raise AudioPromptError(
             f"audio prompt is {duration:.1f} s long; "
             f"it must be longer than {MIN_PROMPT_SECONDS:g} s"
         )
-    if max_seconds is not None and duration > max_seconds:
-        raise AudioPromptError(
-            f"audio prompt is {duration:.1f} s long; at most {max_seconds:g} s is accepted"
-        )
     return np.ascontiguousarray(mono, dtype=np.float32)
+
+
+def _check_layout(sample_rate: int, channels: int) -> int:
+    if not MIN_PROMPT_SAMPLE_RATE <= sample_rate <= MAX_PROMPT_SAMPLE_RATE:
+        raise AudioPromptError(
+            f"audio prompt's sample rate is {sample_rate} Hz; "
+            f"{MIN_PROMPT_SAMPLE_RATE}-{MAX_PROMPT_SAMPLE_RATE} Hz is accepted"
+        )
+    if not 1 <= channels <= MAX_PROMPT_CHANNELS:
+        raise AudioPromptError(
+            f"audio prompt has {channels} channels; at most {MAX_PROMPT_CHANNELS} are accepted"
+        )
+    return sample_rate
+
+
+def _read_mono(file: Any, max_frames: int) -> Audio:
+    """Up to `max_frames` frames of an open `soundfile.SoundFile`, averaged to mono."""
+    blocks: list[Audio] = []
+    read = 0
+    while read < max_frames:
+        block = file.read(
+            min(DECODE_BLOCK_FRAMES, max_frames - read), dtype="float32", always_2d=True
+        )
+        if not len(block):
+            break
+        blocks.append(block.mean(axis=1))
+        read += len(block)
+    return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
 
 
 def _normalize_loudness(wav: Audio) -> Audio:

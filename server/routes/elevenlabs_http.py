@@ -1,26 +1,34 @@
-"""ElevenLabs' HTTP text-to-speech: `POST /v1/text-to-speech/{voice_id}`, `.../stream` and
-`.../stream/with-timestamps`, which agent frameworks use for text that is not streamed.
+"""ElevenLabs' HTTP text-to-speech: `POST /v1/text-to-speech/{voice_id}`, `.../stream`,
+`.../with-timestamps` and `.../stream/with-timestamps`, which agent frameworks use for text that
+is not streamed.
 
 JSON body `{text, model_id, voice_settings, seed, language_code, ...}`, query `output_format`
 (default `mp3_44100_128`). The first two answer the audio itself in that format, sent as it is
-generated; `with-timestamps` answers newline-delimited JSON objects `{"audio_base64"}` (no
-alignment: Chatterbox produces none). Errors are `{"detail": {"status", "message"}}`.
+generated; `with-timestamps` answers one JSON object `{"audio_base64", "alignment",
+"normalized_alignment"}` once the audio is complete, and `stream/with-timestamps` such objects as
+newline-delimited JSON as it is generated. The alignments are always null: Chatterbox produces
+none, and invented timings would mislead captions. Errors are `{"detail": {"status", "message"}}`
+(for `with-timestamps` also when synthesis fails, as nothing was sent yet).
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import AsyncIterator
 from contextlib import aclosing
+from typing import Any
 
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import JSONResponse, Response, StreamingResponse
 
 from server.elevenlabs_input import check_language, parse_seed, speech_values, stream_options
+from server.engine.types import Audio
 from server.errors import BadRequest
 from server.forms import parse_speech_fields, validate_text
 from server.output_formats import StreamEncoder
+from server.routes.disconnect import client_gone
 from server.synthesis import Synthesis, admit
 from server.worker import Worker
 
@@ -34,6 +42,13 @@ async def text_to_speech(request: Request) -> Response:
 
 
 async def with_timestamps(request: Request) -> Response:
+    synthesis, encoder, _ = await _admitted(request)
+    result = await synthesis.whole(client_gone(request))
+    data = await asyncio.to_thread(_encoded_whole, encoder, result.audio)
+    return JSONResponse(_timestamped(data))
+
+
+async def stream_with_timestamps(request: Request) -> Response:
     synthesis, encoder, _ = await _admitted(request)
     return StreamingResponse(_lines(synthesis, encoder), media_type=NDJSON_MEDIA_TYPE)
 
@@ -75,7 +90,19 @@ async def _encoded(synthesis: Synthesis, encoder: StreamEncoder) -> AsyncIterato
         yield data
 
 
+def _encoded_whole(encoder: StreamEncoder, audio: Audio) -> bytes:
+    return encoder.encode(audio) + encoder.finish()
+
+
 async def _lines(synthesis: Synthesis, encoder: StreamEncoder) -> AsyncIterator[bytes]:
     async for data in _encoded(synthesis, encoder):
-        line = {"audio_base64": base64.b64encode(data).decode("ascii"), "alignment": None}
-        yield json.dumps(line).encode() + b"\n"
+        yield json.dumps(_timestamped(data)).encode() + b"\n"
+
+
+def _timestamped(data: bytes) -> dict[str, Any]:
+    """ElevenLabs' audio-with-timestamps object, without the timestamps."""
+    return {
+        "audio_base64": base64.b64encode(data).decode("ascii"),
+        "alignment": None,
+        "normalized_alignment": None,
+    }

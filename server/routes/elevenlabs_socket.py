@@ -12,13 +12,20 @@ message whose audio reaches them.
 What the clients do, and what we do for them:
 - `{"text": " ", "voice_settings", "generation_config", "context_id"}` opens a context; text
   messages add to it, `flush: true` generates what is buffered.
-- `close_context` after a flush (LiveKit: `{"text": "", "flush": true}` then `close_context`;
-  pipecat at a turn's end: `{"flush": true}` then `close_context`) lets the flushed text finish,
-  then `isFinal`. `close_context` with text sent since the last flush is an interruption
-  (pipecat): generation stops at once, the unflushed text is dropped, `isFinal` follows.
+- `close_context` right after the input was ended with an empty flush (a flush with no text
+  since the last text: LiveKit's `{"text": "", "flush": true}`, pipecat's `{"flush": true}`,
+  both plugins' end of a turn) lets the rest of the text finish, then `isFinal`. Any other
+  `close_context` is an interruption: generation stops at once, no more audio comes for the
+  context, `isFinal` follows. That covers text sent with its own flush (LiveKit's default auto
+  mode flushes every sentence and, interrupted, sends only `close_context`), text not flushed
+  (pipecat mid-turn), and a second `close_context` (pipecat closes every turn's context as its
+  text ends, and closes it again when the user interrupts the audio still coming). So no audio
+  is made that nobody will hear.
 - `{"text": ""}` ends the input on `stream-input` (then `isFinal`, then the server closes the
-  socket); on `multi-stream-input` it is a keep-alive. `close_socket` closes every context as
-  `close_context` would, then the socket (1000).
+  socket); on `multi-stream-input` it is a keep-alive (ElevenLabs' documented meaning, pipecat's
+  use), so it neither ends a context's input nor undoes an end. `close_socket` ends the socket
+  gracefully: contexts not closed yet finish their flushed text (unflushed text is dropped, as
+  for an interruption), then the server closes the socket (1000).
 - Errors are `{"message", "error", "code"}` (with the context's id when one context is at
   fault; the socket stays open). Protocol errors close the socket: 1003 for binary frames,
   1007 for invalid JSON, 1008 for a broken limit (`max_active_conversations`, text too long,
@@ -90,6 +97,7 @@ class Context:
         self.feed = feed
         self.chars = 0
         self.unflushed = False  # text arrived since the last flush
+        self.input_ended = False  # an empty flush came after the last text
         self.closing = False
         self.task: asyncio.Task[None] | None = None
         self._segment_starts: list[int] = []  # not sent yet
@@ -101,14 +109,29 @@ class Context:
         self.chars += len(text)
         if text.strip():
             self.unflushed = not flush
+            self.input_ended = False
         elif flush:
             self.unflushed = False
+            self.input_ended = True
         self.feed.push(text, flush=flush)
 
     def close(self) -> None:
-        """`close_context`: finish what was flushed, or (text sent since) stop at once, as
-        for an interruption."""
-        if self.unflushed and self.task is not None:
+        """`close_context`: finish the rest when the input was just ended, else (text or a
+        flush with text last, or closed already) stop at once, as for an interruption."""
+        if self.input_ended and not self.closing:
+            self.finish()
+        else:
+            self.interrupt()
+
+    def close_with_socket(self) -> None:
+        """`close_socket`: finish what was flushed; stop at once when text was not."""
+        if self.unflushed:
+            self.interrupt()
+        else:
+            self.finish()
+
+    def interrupt(self) -> None:
+        if self.task is not None:
             self.task.cancel()
         self.finish()
 
@@ -161,6 +184,7 @@ class ElevenLabsSocket:
         self.voice_id: str = websocket.path_params["voice_id"]
         self.options: StreamOptions
         self.contexts: dict[str, Context] = {}
+        self.closer: asyncio.Task[None] | None = None  # close_socket's: closes when all finish
 
     async def serve(self) -> None:
         await self.websocket.accept()
@@ -182,6 +206,8 @@ class ElevenLabsSocket:
             await asyncio.gather(
                 *(c.task for c in self.contexts.values() if c.task), return_exceptions=True
             )
+            if self.closer is not None:
+                await self.closer
 
     async def _read(self) -> None:
         while not self.sender.closed:
@@ -221,11 +247,15 @@ class ElevenLabsSocket:
                 await self.send_error(exc, named if isinstance(named, str) else None)
 
     async def _handle(self, message: dict[str, Any]) -> None:
+        if self.closer is not None:
+            return  # after close_socket: nothing more opens or changes
         if message.get("close_socket") is True:
             for context in list(self.contexts.values()):
-                context.close()
-            await self._wait_for_contexts()
-            await self.sender.close(CLOSE_NORMAL)
+                if not context.closing:  # those closing already finish
+                    context.close_with_socket()
+            # Reading goes on meanwhile, so that a client that leaves first (pipecat waits 2 s
+            # for the close) stops the generation nobody would hear.
+            self.closer = asyncio.create_task(self._close_when_finished())
             return
         context_id = _context_id(message) if self.multi else SINGLE_CONTEXT
         text = message.get("text")
@@ -295,9 +325,10 @@ class ElevenLabsSocket:
             )
         context.push(text, flush)
 
-    async def _wait_for_contexts(self) -> None:
+    async def _close_when_finished(self) -> None:
         tasks = [c.task for c in self.contexts.values() if c.task is not None]
         await asyncio.gather(*tasks, return_exceptions=True)
+        await self.sender.close(CLOSE_NORMAL)
 
     def forget(self, context: Context) -> None:
         if self.contexts.get(context.id) is context:

@@ -11,7 +11,8 @@ from server.worker import Worker, WorkerStatus
 
 async def health(request: Request) -> Response:
     worker: Worker = request.app.state.worker
-    status = 503 if worker.status is WorkerStatus.FAILED else 200
+    # 503 for plain HTTP health checks (an outer load balancer, Kubernetes): send nothing here.
+    status = 503 if worker.status in (WorkerStatus.FAILED, WorkerStatus.DRAINING) else 200
     return JSONResponse(worker.health(), status_code=status)
 
 

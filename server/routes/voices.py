@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import unicodedata
 from dataclasses import asdict
 
 from starlette.datastructures import UploadFile
@@ -11,6 +12,7 @@ from starlette.responses import JSONResponse, Response
 
 from server.errors import BadRequest, FieldError, NotFound, PayloadTooLarge
 from server.form_input import FORM_OVERHEAD_BYTES, check_body_size
+from server.voice_resolver import shown_name
 from server.voices import MAX_NAME_CHARS, VoiceNotFoundError
 from server.worker import Worker
 
@@ -38,13 +40,29 @@ async def create_voice(request: Request) -> Response:
         raise BadRequest(f"could not read the form: {exc}") from None
     if len(audio) > limit:
         raise PayloadTooLarge(audio_field, limit)
-    if not isinstance(name, str) or not name.strip():
-        raise FieldError("name", "name is required")
-    if len(name) > MAX_NAME_CHARS:
-        raise FieldError("name", f"name is longer than {MAX_NAME_CHARS} characters")
+    name = validate_name(name)
     voice = await resolver.conditionals_from_audio(audio, audio_field)
-    info = await asyncio.to_thread(worker.voices.save, name.strip(), voice)
+    info = await asyncio.to_thread(worker.voices.save, name, voice)
     return JSONResponse(asdict(info), status_code=201)
+
+
+def validate_name(raw: object) -> str:
+    """A voice's name: any text people read (names are never paths: ids are made from them),
+    but no control characters, which only garble logs and listings."""
+    if not isinstance(raw, str) or not raw.strip():
+        raise FieldError("name", "name is required")
+    name = raw.strip()
+    if len(name) > MAX_NAME_CHARS:
+        raise FieldError(
+            "name",
+            f"name has {len(name)} characters; at most {MAX_NAME_CHARS} are allowed",
+            f"1-{MAX_NAME_CHARS} characters",
+        )
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise FieldError("name", "name must not contain control characters")
+    if not any(unicodedata.category(c)[0] in "LNPS" for c in name):
+        raise FieldError("name", "name has nothing visible in it")
+    return name
 
 
 async def list_voices(request: Request) -> Response:
@@ -59,5 +77,5 @@ async def delete_voice(request: Request) -> Response:
     try:
         await asyncio.to_thread(worker.voices.delete, voice_id)
     except VoiceNotFoundError:
-        raise NotFound(f"no voice {voice_id!r}") from None
+        raise NotFound(f"no voice {shown_name(voice_id)}", "voice_id") from None
     return Response(status_code=204)

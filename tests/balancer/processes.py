@@ -184,8 +184,11 @@ class LiveBalancer:
 
 
 @contextmanager
-def live_balancer(workers: Sequence[str], **overrides: Any) -> Iterator[LiveBalancer]:
+def live_balancer(
+    workers: Sequence[str], *, uvicorn_options: dict[str, Any] | None = None, **overrides: Any
+) -> Iterator[LiveBalancer]:
+    """A balancer in a thread; `overrides` change its config, `uvicorn_options` its server."""
     config = replace(TEST_CONFIG, workers=tuple(workers), **overrides)
     app = create_app(config)
-    with LiveServer(app) as server:
+    with LiveServer(app, **(uvicorn_options or {})) as server:
         yield LiveBalancer(server, app.balancer)

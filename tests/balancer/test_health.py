@@ -1,9 +1,14 @@
-"""Active health checks: loading and failed workers get no traffic; capacity comes from them."""
+"""Active health checks: loading, draining and failed workers get no traffic; capacity comes
+from the ready ones."""
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from pathlib import Path
+
+import httpx
 
 from server.app import create_app as create_worker_app
 from server.config import ServerConfig
@@ -12,6 +17,7 @@ from tests.balancer.conftest import stream
 from tests.balancer.processes import FakeWorker, live_balancer, wait_for
 from tests.balancer.upstreams import endless
 from tests.live_server import LiveServer
+from tests.server.test_drain import RunningStream
 
 
 def test_a_loading_worker_gets_traffic_only_once_ready(fast: list[FakeWorker], logs: Path) -> None:
@@ -45,6 +51,32 @@ def test_a_worker_whose_model_failed_gets_no_traffic(
             assert stats["health"] == "failed" and "no weights here" in stats["last_error"]
             served = {stream(lb.url)[0].headers["x-upstream-worker"] for _ in range(3)}
             assert served == {fast[0].url}
+
+
+def test_a_draining_worker_gets_no_new_streams_and_leaves_the_capacity(
+    fast: list[FakeWorker], logs: Path
+) -> None:
+    # Streams of 2 s, so that the one it runs keeps it draining for the test's length.
+    draining = FakeWorker("--chunks", "40", "--delay", "0.05", "--max-streams", "3", log_dir=logs)
+    draining.start().wait_ready()
+    try:
+        with live_balancer([draining.url, fast[0].url], health_interval=0.05) as lb:
+            assert lb.stats()["balancer"]["capacity"] == 3 + 4
+            running = RunningStream(draining.url)
+            assert draining.pid is not None
+            os.kill(draining.pid, signal.SIGTERM)
+            wait_for(lambda: lb.worker_stats(draining.url)["health"] == "draining", 5, "drain")
+            stats = lb.stats()
+            assert (
+                stats["balancer"]["capacity"] == 4 and stats["balancer"]["workers_in_rotation"] == 1
+            )
+            assert not lb.worker_stats(draining.url)["in_rotation"]
+            served = [stream(lb.url)[0].headers["x-upstream-worker"] for _ in range(3)]
+            assert served == [fast[0].url] * 3
+            assert httpx.get(f"{lb.url}/health").json()["status"] == "degraded"
+            assert running.finish()[-1] == "done"
+    finally:
+        draining.stop()
 
 
 def test_capacity_comes_from_the_workers_health() -> None:

@@ -75,3 +75,36 @@ def test_counts_never_drift_under_random_churn() -> None:
     for lease in open_leases:
         lease.release()
     assert [w.in_flight for w in pool] == [0, 0, 0]
+
+
+def test_a_retired_worker_takes_no_new_requests_and_leaves_once_its_leases_are_released() -> None:
+    pool = make_pool("http://a", "http://b")
+    held = [pool.route(), pool.route()]
+    assert [lease.worker.url for lease in held if lease] == ["http://a", "http://b"]
+    retired = pool.retire("http://a")
+    assert retired is not None and retired.retiring and pool.retire("http://a") is None
+    assert pool.retire("http://nobody") is None
+    assert [w.url for w in pool.available()] == ["http://b"]
+    assert pool.remove_idle_retired() == [] and len(pool) == 2  # a still runs one
+    assert pool.in_flight == 2
+    for lease in held:
+        assert lease is not None
+        lease.release()
+        lease.release()
+    assert retired.in_flight == 0 and pool.in_flight == 0
+    assert pool.remove_idle_retired() == [retired]
+    assert [w.url for w in pool] == ["http://b"] and pool.find("http://a") is None
+
+
+def test_an_added_worker_is_unchecked_and_a_retiring_one_comes_back() -> None:
+    pool = make_pool("http://a")
+    added = pool.add("http://b")
+    assert added is not None and added.health is Health.UNKNOWN
+    assert [w.url for w in pool] == ["http://a", "http://b"] and pool.add("http://b") is None
+    assert added.breaker is not pool.workers[0].breaker  # one breaker each
+    assert [w.url for w in pool.available()] == ["http://a"]  # no traffic before a check
+    retired = pool.retire("http://a")
+    assert retired is not None and pool.route() is None
+    assert pool.add("http://a") is retired and not retired.retiring
+    lease = pool.route()
+    assert lease is not None and lease.worker is retired

@@ -9,6 +9,12 @@ import time
 
 import httpx
 
+from balancer.breaker import CircuitBreaker
+from balancer.counters import TotalCounters
+from balancer.dashboard import dashboard_html
+from balancer.policies import LeastLoaded
+from balancer.pool import Health, WorkerPool
+from balancer.stats import StatsView
 from tests.balancer.clients import STREAM_LIMITS, stream_events, wait_in_flight
 from tests.balancer.conftest import stream
 from tests.balancer.processes import FakeWorker, live_balancer
@@ -80,7 +86,26 @@ def test_browsers_get_a_dashboard_that_refreshes_itself(fast: list[FakeWorker]) 
 
 
 def test_the_dashboard_cannot_be_broken_out_of() -> None:
-    from balancer.dashboard import dashboard_html
-
     html = dashboard_html({"workers": [{"url": "</script><script>alert(1)</script>"}]})
     assert "</script><script>alert(1)" not in html
+
+
+def test_a_retiring_worker_is_shown_as_such_and_leaves_the_capacity() -> None:
+    pool = WorkerPool(["http://a", "http://b"], LeastLoaded(), lambda: CircuitBreaker(1, 5.0))
+    for worker in pool:
+        worker.health, worker.capacity = Health.READY, 4
+    lease = pool.route()
+    assert lease is not None
+    pool.retire(lease.worker.url)
+    view = StatsView(pool, TotalCounters(), "least-loaded")
+    snapshot = view.snapshot()
+    retiring, staying = snapshot["workers"]
+    assert retiring["retiring"] and not retiring["in_rotation"] and retiring["in_flight"] == 1
+    assert not staying["retiring"] and staying["in_rotation"]
+    balancer = snapshot["balancer"]
+    assert balancer["workers"] == 2 and balancer["workers_retiring"] == 1
+    assert balancer["workers_in_rotation"] == 1 and balancer["capacity"] == 4
+    code, health = view.health()  # every worker still listed is ready
+    assert code == 200 and health["status"] == "ok" and health["workers"] == 1
+    assert "retiring" in dashboard_html(snapshot)
+    lease.release()

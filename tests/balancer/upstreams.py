@@ -9,6 +9,7 @@ import asyncio
 import hashlib
 import threading
 from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -134,3 +135,26 @@ def answering(status: int, body: bytes = b"{}", path: str = "/voices") -> Starle
         return Response(body, status_code=status, media_type="application/json")
 
     return with_health(Route(path, endpoint, methods=["POST", "DELETE"]))
+
+
+@dataclass(frozen=True)
+class Received:
+    method: str
+    target: str
+    headers: dict[str, str]
+    body: bytes
+
+
+def recording(received: list[Received]) -> Starlette:
+    """Answers every request 200 and appends what it got to `received` (health checks aside):
+    for tests of what reaches a worker at all."""
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        target = request.scope["raw_path"].decode()
+        headers = {k.decode(): v.decode() for k, v in request.scope["headers"]}
+        received.append(Received(request.method, target, headers, body))
+        return JSONResponse({"received": len(body)})
+
+    methods = ["GET", "POST", "PUT", "DELETE", "PATCH"]
+    return with_health(Route("/{path:path}", endpoint, methods=methods))

@@ -44,3 +44,22 @@ def test_empty_prompt_is_a_clear_error() -> None:
 def test_overlong_prompt_is_rejected_when_limited() -> None:
     with pytest.raises(AudioPromptError, match="at most 8 s"):
         decode_audio(_encoded(9.0), max_seconds=8)
+
+
+@pytest.mark.parametrize("rate", [8000, 192000])
+def test_sample_rates_at_the_limits_are_accepted(rate: int) -> None:
+    assert abs(decode_audio(_encoded(6.0, sample_rate=rate)).shape[0] - 6 * 24000) < 100
+
+
+@pytest.mark.parametrize("rate", [7999, 192001])
+def test_sample_rates_beyond_the_limits_are_refused_before_decoding(rate: int) -> None:
+    with pytest.raises(AudioPromptError, match=f"sample rate is {rate} Hz"):
+        decode_audio(_encoded(6.0, sample_rate=rate))
+
+
+def test_no_more_than_the_limit_is_decoded() -> None:
+    buffer = io.BytesIO()
+    silence = np.zeros((48000 * 600, 1), dtype=np.float32)  # ten minutes, ~100 kB as FLAC
+    soundfile.write(buffer, silence, 48000, format="FLAC")
+    with pytest.raises(AudioPromptError, match="at most 8 s"):
+        decode_audio(buffer.getvalue(), max_seconds=8)

@@ -22,8 +22,13 @@ RUNNER_BATCH_SIZES = {"serial": 1, "batched": 4}
 @pytest.fixture(params=list(RUNNER_BATCH_SIZES), ids=list(RUNNER_BATCH_SIZES))
 def base_config(tmp_path: Path, request: pytest.FixtureRequest) -> ServerConfig:
     max_batch = RUNNER_BATCH_SIZES[request.param]
+    # No warm-up: the tests count the engine's requests (test_ops covers the warm-up).
     return ServerConfig(
-        voices_dir=tmp_path / "voices", max_streams=1, max_queue=4, max_batch=max_batch
+        voices_dir=tmp_path / "voices",
+        max_streams=1,
+        max_queue=4,
+        max_batch=max_batch,
+        warmup=False,
     )
 
 

@@ -111,6 +111,11 @@ PRECEDENCE = {
     "log_level": ("debug", "warning", "error"),
     "max_socket_contexts": ("5", "6", "7"),
     "max_context_chars": ("5", "6", "7"),
+    "drain_timeout": ("5", "6", "7.5"),
+    "warmup": ("off", "on", "off"),
+    "api_keys_file": ("/a.toml", "/b.toml", "/c.toml"),
+    "key_max_streams": ("5", "6", "7"),
+    "restrict_ops": ("off", "on", "off"),
 }
 
 
@@ -181,6 +186,10 @@ def test_false_words(text: str) -> None:
         ("MAX_QUEUE", "-1"),
         ("CHATTERBOX_MAX_PROMPT_SECONDS", "0"),
         ("CHATTERBOX_PORT", "70000"),
+        ("CHATTERBOX_DRAIN_TIMEOUT", "-1"),
+        ("CHATTERBOX_WARMUP", "later"),
+        ("CHATTERBOX_KEY_MAX_STREAMS", "-1"),
+        ("CHATTERBOX_RESTRICT_OPS", "sometimes"),
     ],
 )
 def test_bad_variables_are_errors_that_name_the_variable(

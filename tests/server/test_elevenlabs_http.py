@@ -58,6 +58,29 @@ def test_with_timestamps_sends_ndjson_audio_without_alignment(server: LiveServer
     assert abs(len(pcm) // 2 - 16000) <= 2
 
 
+def test_with_timestamps_sends_one_object_with_all_audio_and_no_alignment(
+    server: LiveServer,
+) -> None:
+    response = _post(server, "default/with-timestamps", "output_format=pcm_16000")
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    body = response.json()
+    assert body["alignment"] is None and body["normalized_alignment"] is None
+    assert abs(len(base64.b64decode(body["audio_base64"])) // 2 - 16000) <= 2
+
+
+def test_with_timestamps_engine_failure_is_a_500_in_elevenlabs_shape(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    fake.fail_after = 2
+    response = _post(server, "default/with-timestamps")
+    assert response.status_code == 500
+    detail = response.json()["detail"]
+    assert detail["status"] == "generation_failed" and "fake engine failure" in detail["message"]
+    fake.fail_after = None
+    assert _post(server, "default/with-timestamps").status_code == 200
+
+
 def test_body_settings_and_seed_reach_the_request(server: LiveServer, fake: FakeEngine) -> None:
     response = _post(
         server,
@@ -87,10 +110,11 @@ def test_body_settings_and_seed_reach_the_request(server: LiveServer, fake: Fake
         ("", {"seed": "x"}, 422, "invalid_seed"),
     ],
 )
+@pytest.mark.parametrize("path", ["default", "default/with-timestamps"])
 def test_errors_use_elevenlabs_shape(
-    server: LiveServer, query: str, body: dict[str, object], status: int, code: str
+    server: LiveServer, query: str, body: dict[str, object], status: int, code: str, path: str
 ) -> None:
-    response = _post(server, "default", query, **body)
+    response = _post(server, path, query, **body)
     assert response.status_code == status
     detail = response.json()["detail"]
     assert detail["status"] == code and detail["message"]

@@ -11,7 +11,7 @@ from dataclasses import replace
 from typing import Any
 
 import pytest
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedOK
 from websockets.sync.client import ClientConnection, connect
 
 from server.config import ServerConfig
@@ -39,6 +39,26 @@ def _ws(server: LiveServer, path: str) -> ClientConnection:
 
 def _send(socket: ClientConnection, **message: Any) -> None:
     socket.send(json.dumps(message))
+
+
+def _end_turn(socket: ClientConnection, context: str) -> None:
+    """The plugins' end of a turn: an empty flush (the input is complete), then close."""
+    _send(socket, text="", context_id=context, flush=True)
+    _send(socket, context_id=context, close_context=True)
+
+
+def _pipecat_turn(socket: ClientConnection, context: str) -> None:
+    """A pipecat TTSSpeakFrame (or an LLM turn's end): all of it at once."""
+    _send(socket, text=" ", context_id=context)
+    _send(socket, text="Hello there, friend. ", context_id=context)
+    _send(socket, context_id=context, flush=True)
+    _send(socket, context_id=context, close_context=True)
+
+
+def _wait_for_cancel(fake: FakeEngine, timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while fake.cancelled == 0 and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def _until_final(
@@ -95,10 +115,63 @@ def test_pipecat_interruption_stops_generation_and_is_final_comes_promptly(
         # The next turn opens a new context on the same socket.
         fake.chunks, fake.delay = 1, 0.02
         _send(socket, text="Next turn. ", context_id="turn-2", flush=True)
-        _send(socket, context_id="turn-2", close_context=True)
+        _end_turn(socket, "turn-2")
         next_audio, _ = _until_final(socket, "turn-2")
     assert took < 5 and len(audio) < 99 * CHUNK_BYTES
     assert fake.cancelled == 1 and len(next_audio) == CHUNK_BYTES
+
+
+@pytest.mark.parametrize(
+    "before_close",
+    [
+        [("Hello there. ", True), ("How are you? ", True)],
+        [("Hello there. ", True), ("", False)],
+        [("Hello there. ", True), ("", True), ("How are you? ", True)],
+    ],
+    ids=["sentences-flushed", "keep-alive-is-no-end", "text-after-the-end"],
+)
+def test_close_context_without_the_end_of_input_is_an_interruption(
+    server: LiveServer, fake: FakeEngine, before_close: list[tuple[str, bool]]
+) -> None:
+    """LiveKit in auto mode (its default) sends every sentence with flush: true and, when the
+    user interrupts, only close_context. Without an empty flush just before, close_context
+    stops generation at once: nobody will hear the rest."""
+    fake.chunks, fake.delay = 100, 0.05
+    with _ws(server, MULTI) as socket:
+        _send(socket, text=" ", context_id="auto")
+        for text, flush in before_close:
+            _send(socket, text=text, context_id="auto", flush=flush)
+        assert json.loads(socket.recv(timeout=30))["audio"]
+        started = time.monotonic()
+        _send(socket, context_id="auto", close_context=True)
+        audio, messages = _until_final(socket, "auto")
+        took = time.monotonic() - started
+    assert took < 5 and fake.cancelled == 1 and len(audio) < 99 * CHUNK_BYTES
+    assert messages[-1] == {"isFinal": True, "contextId": "auto", "context_id": "auto"}
+
+
+def test_sentences_flushed_one_by_one_then_the_end_of_input_get_all_audio(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    """LiveKit's auto mode at the normal end of a turn: each sentence with flush: true, then
+    {"text": "", "flush": true} and close_context."""
+    with _ws(server, MULTI) as socket:
+        _send(socket, text=" ", context_id="auto")
+        for sentence in ("Hello there. ", "How are you? "):
+            _send(socket, text=sentence, context_id="auto", flush=True)
+        _end_turn(socket, "auto")
+        audio, _ = _until_final(socket, "auto")
+    assert len(audio) == 2 * 5 * CHUNK_BYTES and fake.cancelled == 0  # 5 chunks a sentence
+
+
+def test_pipecat_end_of_turn_flush_without_text_gets_all_audio(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    """pipecat ends a turn with {"flush": true} (no text field), then close_context."""
+    with _ws(server, MULTI) as socket:
+        _pipecat_turn(socket, "turn")
+        audio, _ = _until_final(socket, "turn")
+    assert len(audio) == 5 * CHUNK_BYTES and fake.cancelled == 0
 
 
 def test_contexts_interleave_and_each_gets_its_own_final(
@@ -108,7 +181,7 @@ def test_contexts_interleave_and_each_gets_its_own_final(
         for context in ("a", "b"):
             _send(socket, text=" ", context_id=context)
             _send(socket, text=f"Context {context}. ", context_id=context, flush=True)
-            _send(socket, context_id=context, close_context=True)
+            _end_turn(socket, context)
         audio: dict[str, bytes] = {"a": b"", "b": b""}
         finals: list[str] = []
         while len(finals) < 2:
@@ -130,6 +203,8 @@ def test_keep_alives_generate_nothing_and_keep_the_socket_open(server: LiveServe
             time.sleep(0.6)
             _send(socket, text="", context_id="k")  # keep-alive
         _send(socket, text="Now speak. ", context_id="k", flush=True)
+        _send(socket, text="", context_id="k", flush=True)  # the end of the input
+        _send(socket, text="", context_id="k")  # a keep-alive does not undo it
         _send(socket, context_id="k", close_context=True)
         audio, _ = _until_final(socket, "k")
     assert len(audio) == 5 * CHUNK_BYTES
@@ -170,7 +245,7 @@ def test_settings_and_seed_reach_the_request(server: LiveServer, fake: FakeEngin
             flush=True,
             voice_settings={"style": 1.0, "temperature": 0.6},
         )
-        _send(socket, context_id="s", close_context=True)
+        _end_turn(socket, "s")
         _until_final(socket, "s")
     request = fake.requests[-1]
     assert request.seed == 77 and request.voice is None  # "alloy": the built-in voice
@@ -285,7 +360,7 @@ def test_settings_on_an_open_context_and_text_after_close_are_errors(
         errors = [json.loads(socket.recv(timeout=10))]
         while "error" not in errors[-1]:
             errors.append(json.loads(socket.recv(timeout=10)))
-        _send(socket, context_id="o", close_context=True)
+        _end_turn(socket, "o")
         _send(socket, text="More. ", context_id="o")
         _, messages = _until_final(socket, "o")
     assert "already open" in errors[-1]["message"]
@@ -297,9 +372,7 @@ def test_client_leaving_stops_generation(server: LiveServer, fake: FakeEngine) -
     with _ws(server, MULTI) as socket:
         _send(socket, text="Going away now. ", context_id="g", flush=True)
         json.loads(socket.recv(timeout=30))
-    deadline = time.monotonic() + 5
-    while fake.cancelled == 0 and time.monotonic() < deadline:
-        time.sleep(0.02)
+    _wait_for_cancel(fake)
     assert fake.cancelled == 1 and fake.produced < 100
 
 
@@ -309,7 +382,55 @@ def test_the_inactivity_timeout_spares_contexts_that_are_finishing(
     fake.chunks, fake.delay = 12, 0.2  # 2.4 s of generation after the last message
     with _ws(server, MULTI + "&inactivity_timeout=1") as socket:
         _send(socket, text="Slow to finish. ", context_id="f", flush=True)
-        _send(socket, context_id="f", close_context=True)
+        _end_turn(socket, "f")
         audio, messages = _until_final(socket, "f")
     assert len(audio) == 12 * CHUNK_BYTES
     assert not any("error" in m for m in messages)
+
+
+# --- Found by the stock clients (test_stock_clients.py), replayed without them ---------------
+
+
+def test_a_second_close_context_stopped_nothing_regression(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    """pipecat interrupts a turn whose context it closed already by closing it again: the
+    worker went on generating the whole turn for audio pipecat throws away."""
+    fake.chunks, fake.delay = 100, 0.05
+    with _ws(server, MULTI) as socket:
+        _pipecat_turn(socket, "turn")
+        assert json.loads(socket.recv(timeout=10))["audio"]
+        _send(socket, context_id="turn", close_context=True)
+        _until_final(socket, "turn")
+    assert fake.cancelled == 1 and fake.produced < 50
+
+
+def test_a_client_leaving_after_close_socket_went_unnoticed_regression(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    """While close_socket let the contexts finish, the worker read nothing more: a client that
+    left (pipecat closes the socket 2 s after close_socket) was not noticed, and generation
+    ran to the end for nobody."""
+    fake.chunks, fake.delay = 100, 0.05
+    with _ws(server, MULTI) as socket:
+        _pipecat_turn(socket, "turn")
+        assert json.loads(socket.recv(timeout=10))["audio"]
+        _send(socket, close_socket=True)
+    _wait_for_cancel(fake)
+    assert fake.cancelled == 1 and fake.produced < 50
+
+
+def test_close_socket_still_lets_closed_contexts_finish(
+    server: LiveServer, fake: FakeEngine
+) -> None:
+    with _ws(server, MULTI) as socket:
+        _pipecat_turn(socket, "turn")
+        _send(socket, close_socket=True)
+        _send(socket, text="Ignored now. ", context_id="late", flush=True)
+        audio = b""
+        with pytest.raises(ConnectionClosedOK):
+            while True:
+                message = json.loads(socket.recv(timeout=10))
+                assert message.get("contextId") == "turn"
+                audio += base64.b64decode(message.get("audio") or "")
+    assert fake.cancelled == 0 and len(audio) == 5 * CHUNK_BYTES

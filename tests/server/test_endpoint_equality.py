@@ -155,6 +155,7 @@ def test_elevenlabs_text_in_sent_whole_equals_the_engine(
     with connect(url, open_timeout=30) as socket:
         socket.send(json.dumps({"text": " ", "context_id": "c"}))
         socket.send(json.dumps({"text": TEXT + " ", "context_id": "c", "flush": True}))
+        socket.send(json.dumps({"text": "", "context_id": "c", "flush": True}))  # the end
         socket.send(json.dumps({"context_id": "c", "close_context": True}))
         while True:
             message = json.loads(socket.recv(timeout=300))
@@ -163,3 +164,13 @@ def test_elevenlabs_text_in_sent_whole_equals_the_engine(
                 break
             audio += base64.b64decode(message["audio"])
     _same_audio(np.frombuffer(audio, "<i2"), direct["stream_pcm"])
+
+
+def test_elevenlabs_with_timestamps_equals_the_engine(
+    live: LiveServer, direct: dict[str, object]
+) -> None:
+    url = f"{live.url}/v1/text-to-speech/default/with-timestamps?output_format=pcm_24000"
+    response = httpx.post(url, json={"text": TEXT, "seed": SEED}, timeout=300)
+    assert response.status_code == 200
+    audio = base64.b64decode(response.json()["audio_base64"])
+    _same_audio(np.frombuffer(audio, "<i2"), direct["whole_pcm"])

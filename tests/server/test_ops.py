@@ -1,14 +1,18 @@
-"""`/health` through loading and readiness, and `/metrics` in Prometheus format."""
+"""`/health` through loading, the warm-up and readiness, and `/metrics` in Prometheus format."""
 
 from __future__ import annotations
 
 import threading
+import time
+from dataclasses import replace
 
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from server.app import create_app
 from server.config import ServerConfig
+from server.warmup import WARMUP_TEXT
+from tests.balancer.processes import wait_for
 from tests.fakes import FakeEngine
 from tests.live_server import LiveServer
 from tests.server.conftest import wait_ready
@@ -33,6 +37,30 @@ def test_health_reports_loading_until_the_model_is_ready(base_config: ServerConf
         release.set()
         wait_ready(live.url)
         assert httpx.get(f"{live.url}/health").json()["model"] == "fake"
+
+
+def test_ready_only_after_a_warm_up_through_both_paths(base_config: ServerConfig) -> None:
+    engine = FakeEngine(chunks=3, delay=0.2)  # a warm-up of about 1.2 s: watched while loading
+    seen: list[tuple[str, int]] = []  # (status, warm-up requests the engine had by then)
+    with LiveServer(create_app(replace(base_config, warmup=True), lambda: engine)) as live:
+        while not seen or seen[-1][0] == "loading":
+            seen.append((httpx.get(f"{live.url}/health").json()["status"], len(engine.requests)))
+            time.sleep(0.02)
+        assert seen[-1] == ("ready", 2)
+        assert ("loading", 1) in seen  # the warm-up ran while /health said loading
+        assert [r.text for r in engine.requests] == [WARMUP_TEXT, WARMUP_TEXT]
+        assert httpx.get(f"{live.url}/metrics").text.count('outcome="ok"') == 0  # not counted
+        with httpx.stream("POST", f"{live.url}/synthesize-stream", data={"text": "Hi."}) as r:
+            assert list(iter_events(r))[-1].event == "done"
+
+
+def test_a_failed_warm_up_fails_the_worker(base_config: ServerConfig) -> None:
+    broken = FakeEngine(fail_after=0)
+    with LiveServer(create_app(replace(base_config, warmup=True), lambda: broken)) as live:
+        wait_for(lambda: httpx.get(f"{live.url}/health").json()["status"] != "loading", 10)
+        response = httpx.get(f"{live.url}/health")
+        assert response.status_code == 503 and response.json()["status"] == "failed"
+        assert "warm-up failed: RuntimeError: fake engine failure" in response.json()["error"]
 
 
 def test_failed_load_is_reported(base_config: ServerConfig) -> None:

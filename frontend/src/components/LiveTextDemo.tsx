@@ -46,6 +46,10 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
   const [textError, setTextError] = useState<string | null>(null);
   const [view, setView] = useState<LiveTextView>(IDLE_LIVE_VIEW);
   const session = useMemo(() => new LiveTextSession({ onView: setView }), []);
+  // Sockets open with a token asked with the current key (the client changes with the key).
+  useEffect(() => {
+    session.setSocketTokens(() => api.socketToken());
+  }, [session, api]);
 
   const open = isLiveOpen(view);
   const active = isLiveActive(view);

@@ -2,8 +2,11 @@
  * The worker's HTTP API, as the balancer serves it on the same origin.
  *
  * `synthesizeStream` posts a form to /synthesize-stream and parses the SSE reply from the fetch
- * body; `synthesize` is regular synthesis (one WAV); the voice calls manage saved voices.
+ * body; `synthesize` is regular synthesis (one WAV); the voice calls manage saved voices;
+ * `socketToken` gets a single-use token for opening a WebSocket. Every fetch carries the
+ * pasted API key, when there is one (lib/apiKey).
  */
+import { SOCKET_TOKEN_PATH, apiKeyStore, withApiKey } from './apiKey';
 import { ChatterboxError, asChatterboxError, errorFromResponse, isAbort } from './errors';
 import { readSseStream, type SseEvent } from './sse';
 
@@ -92,6 +95,8 @@ export interface ApiOptions {
   /** Prefix for every path; '' is the page's own origin (behind the balancer). */
   baseUrl?: string;
   fetch?: typeof fetch;
+  /** The API key to send, read before each request (default: the one the person pasted). */
+  apiKey?: () => string | null;
   /**
    * A stream that sends nothing at all for this long is given up. The worker pings every 5 s
    * even while a request waits for the model, so silence means the connection is dead.
@@ -144,11 +149,12 @@ export function createChatterboxAPI(options: ApiOptions = {}) {
   // Called through a closure: `fetch` detached from `window` throws "Illegal invocation".
   const doFetch: typeof fetch = options.fetch ?? ((input, init) => globalThis.fetch(input, init));
   const idleTimeoutMs = options.idleTimeoutMs ?? DEFAULT_IDLE_TIMEOUT_MS;
+  const apiKey = options.apiKey ?? (() => apiKeyStore.get());
 
   async function request(path: string, init: RequestInit): Promise<Response> {
     let response: Response;
     try {
-      response = await doFetch(base + path, init);
+      response = await doFetch(base + path, withApiKey(init, apiKey()));
     } catch (error) {
       if (isAbort(error)) throw error;
       throw asChatterboxError(error);
@@ -298,7 +304,7 @@ export function createChatterboxAPI(options: ApiOptions = {}) {
   async function health(): Promise<HealthInfo> {
     let response: Response;
     try {
-      response = await doFetch(`${base}/health`, { method: 'GET' });
+      response = await doFetch(`${base}/health`, withApiKey({ method: 'GET' }, apiKey()));
     } catch (error) {
       throw asChatterboxError(error);
     }
@@ -310,7 +316,37 @@ export function createChatterboxAPI(options: ApiOptions = {}) {
     }
   }
 
-  return { synthesizeStream, synthesize, listVoices, createVoice, deleteVoice, health };
+  /**
+   * A single-use token for opening a WebSocket with the pasted key (lib/apiKey), or null when
+   * there is no key, or the server has none to check (it does not know the endpoint).
+   */
+  async function socketToken(): Promise<string | null> {
+    const key = apiKey();
+    if (!key) return null;
+    let response: Response;
+    try {
+      response = await doFetch(base + SOCKET_TOKEN_PATH, withApiKey({ method: 'POST' }, key));
+    } catch (error) {
+      throw asChatterboxError(error);
+    }
+    if (response.status === 404) return null;
+    if (!response.ok) throw await errorFromResponse(response);
+    const body = (await response.json()) as { token?: unknown };
+    if (typeof body.token !== 'string' || !body.token) {
+      throw new ChatterboxError('server', 'The server did not answer with a socket token.');
+    }
+    return body.token;
+  }
+
+  return {
+    synthesizeStream,
+    synthesize,
+    listVoices,
+    createVoice,
+    deleteVoice,
+    health,
+    socketToken,
+  };
 }
 
 export type ChatterboxAPI = ReturnType<typeof createChatterboxAPI>;

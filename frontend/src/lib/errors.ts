@@ -3,7 +3,8 @@ import { fieldLabel } from './params';
 
 export type ErrorKind =
   | 'invalid' // 422: a field's value (the field is named)
-  | 'busy' // 503: every slot taken
+  | 'busy' // 503: every slot taken; 429: every stream the key may run
+  | 'auth' // 401: no API key, or one the server does not know; 403: the key may not do that
   | 'loading' // 503: the model is not ready yet
   | 'too-large' // 413
   | 'not-found' // 404
@@ -94,7 +95,26 @@ export async function errorFromResponse(response: Response): Promise<ChatterboxE
       extra,
     );
   }
-  if (status === 503 || status === 429) {
+  if (status === 401) {
+    return new ChatterboxError(
+      'auth',
+      /invalid/i.test(detail)
+        ? 'The server did not accept that API key. Check the key at the top of the page.'
+        : 'This server needs an API key: paste yours at the top of the page.',
+      extra,
+    );
+  }
+  if (status === 403) {
+    return new ChatterboxError('auth', sentence(detail || 'Your API key may not do this'), extra);
+  }
+  if (status === 429) {
+    return new ChatterboxError(
+      'busy',
+      `Your API key already has as many streams running as it may, try again ${later}.`,
+      extra,
+    );
+  }
+  if (status === 503) {
     return new ChatterboxError('busy', `The server is busy, try again ${later}.`, extra);
   }
   if ((status === 422 || status === 400) && field) {

@@ -8,7 +8,8 @@
  * Times shown are seconds since the first word was sent (when the socket opened). The component
  * renders the view, calls `start`/`stop`, and calls `tick` on a timer while `isLiveActive`.
  */
-import { ChatterboxError } from './errors';
+import { withSocketToken } from './apiKey';
+import { ChatterboxError, asChatterboxError } from './errors';
 import { decodePcmChunk, int16ToFloat32 } from './pcm';
 import { StreamingPlayback } from './playback';
 import { sessionActive, type PlaybackState } from './scheduler';
@@ -131,6 +132,11 @@ export interface LiveTextSessionOptions {
   socket?: WebSocketFactory;
   /** The socket URL for a voice (default: the page's origin). */
   url?: (voiceId: string) => string;
+  /**
+   * A single-use token for the socket when the service checks keys (api.socketToken), asked
+   * for just before each connection; null: connect without one.
+   */
+  socketToken?: () => Promise<string | null>;
   contextId?: () => string;
   publish?: (trace: PlaybackTrace) => void;
   /** How long to wait for `isFinal` after an interruption before closing the socket (ms). */
@@ -168,6 +174,7 @@ export class LiveTextSession {
   private readonly clock: Clock;
   private readonly socket: WebSocketFactory | undefined;
   private readonly url: (voiceId: string) => string;
+  private socketToken: (() => Promise<string | null>) | undefined;
   private readonly contextId: () => string;
   private readonly publish: (trace: PlaybackTrace) => void;
   private readonly closeGraceMs: number;
@@ -180,9 +187,15 @@ export class LiveTextSession {
     this.clock = options.clock ?? browserClock;
     this.socket = options.socket;
     this.url = options.url ?? pageUrl;
+    this.socketToken = options.socketToken;
     this.contextId = options.contextId ?? newContextId;
     this.publish = options.publish ?? publishTrace;
     this.closeGraceMs = options.closeGraceMs ?? 3000;
+  }
+
+  /** Where later runs get their socket token from (see the `socketToken` option). */
+  setSocketTokens(source: () => Promise<string | null>): void {
+    this.socketToken = source;
   }
 
   get view(): LiveTextView {
@@ -316,7 +329,19 @@ export class LiveTextSession {
       samplesReceived: 0,
     };
     this.run = run;
-    client.connect();
+    if (this.socketToken) {
+      const url = this.url(request.voiceId);
+      this.socketToken().then(
+        (token) => {
+          if (isCurrent()) client.connect(withSocketToken(url, token));
+        },
+        (error: unknown) => {
+          if (isCurrent()) this.fail(run, asChatterboxError(error));
+        },
+      );
+    } else {
+      client.connect();
+    }
     return finished;
   }
 

@@ -239,6 +239,7 @@ export class TextStreamClient {
   private readonly options: TextStreamOptions;
   private ws: WebSocketLike | null = null;
   private current: ClientState = 'connecting';
+  private interrupted = false;
   private failed = false;
   private everOpen = false;
 
@@ -251,9 +252,10 @@ export class TextStreamClient {
     return this.current;
   }
 
-  connect(): void {
-    if (this.ws) return;
-    const ws = (this.options.socket ?? browserWebSocket)(this.options.url);
+  /** Opens the socket at `url` (default: the options' URL, e.g. with a token added). */
+  connect(url: string = this.options.url): void {
+    if (this.ws || this.current !== 'connecting') return;
+    const ws = (this.options.socket ?? browserWebSocket)(url);
     this.ws = ws;
     ws.onopen = () => {
       if (this.current !== 'connecting') return;
@@ -289,8 +291,9 @@ export class TextStreamClient {
   }
 
   /**
-   * Stop now: `close_context` with text unflushed is an interruption, so the server stops
-   * generating and sends `isFinal`. Before the socket opened, it is simply closed.
+   * Stop now: `close_context` not right after the end-of-input flush is an interruption, and
+   * so is a second one after `finish` (the rest of the speech was still coming): the server
+   * stops generating and sends `isFinal`. Before the socket opened, it is simply closed.
    */
   interrupt(): void {
     if (this.current === 'connecting') {
@@ -298,7 +301,8 @@ export class TextStreamClient {
       return;
     }
     if (this.current !== 'open' && this.current !== 'closing-context') return;
-    if (this.current === 'open') this.send({ context_id: this.contextId, close_context: true });
+    if (!this.interrupted) this.send({ context_id: this.contextId, close_context: true });
+    this.interrupted = true;
     this.current = 'closing-context';
   }
 

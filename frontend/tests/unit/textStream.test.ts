@@ -242,6 +242,21 @@ describe('TextStreamClient', () => {
     expect(events).toEqual(['open', 'final', 'close 1000']);
   });
 
+  it('interrupting after finish closes the context again, which stops the rest of the speech', () => {
+    const { client, ws } = setup();
+    ws.open();
+    client.sendText('All of it. ');
+    client.finish();
+    client.interrupt();
+    client.interrupt(); // once is enough
+    expect(ws.messages.slice(1)).toEqual([
+      { text: 'All of it. ', context_id: 'ctx-1' },
+      { text: '', context_id: 'ctx-1', flush: true },
+      { context_id: 'ctx-1', close_context: true },
+      { context_id: 'ctx-1', close_context: true },
+    ]);
+  });
+
   it('interrupting before the socket opened just closes it, quietly', () => {
     const { client, ws, events } = setup();
     client.interrupt();

@@ -1,0 +1,1 @@
+"""The processes of one machine (workers and balancer), started and kept running."""

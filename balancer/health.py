@@ -9,13 +9,13 @@ worker the breaker took out of rotation after failures.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 
 import httpx
 
 from balancer.pool import Health, Worker, WorkerPool
+from balancer.tasks import cancel_and_wait
 
 logger = logging.getLogger("balancer")
 
@@ -66,8 +66,5 @@ class HealthChecker:
         self._task = asyncio.create_task(self.run(), name="health-checks")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

@@ -12,13 +12,13 @@ back in rotation with its counters.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
 
 from balancer.discovery.base import SourceUnavailable, WorkerSource
 from balancer.discovery.static import StaticSource
 from balancer.pool import Worker, WorkerPool
+from balancer.tasks import cancel_and_wait
 
 logger = logging.getLogger("balancer")
 
@@ -100,8 +100,5 @@ class Discovery:
             self._task = asyncio.create_task(self.run(), name="worker-discovery")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None

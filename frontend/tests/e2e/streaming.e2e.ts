@@ -122,6 +122,8 @@ describe('streaming playback (fake engine)', () => {
     expect(overflow).toBeLessThanOrEqual(0);
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.textContent)).toBe('Skip to the demo');
+    // Following the skip link passes the header (the API key field, the health badge).
+    await page.keyboard.press('Enter');
     await page.keyboard.press('Tab');
     expect(await page.evaluate(() => document.activeElement?.id)).toBe('synthesis-text');
     await page.keyboard.press('Control+A');

@@ -5,6 +5,7 @@ fails or answers 503 before anything reached the client is swapped for another, 
 
 from __future__ import annotations
 
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import Enum
@@ -23,6 +24,20 @@ class Rejection:
 
     def __init__(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes):
         self.status, self.headers, self.body = status, headers, body
+
+    def message(self) -> str:
+        """What the worker said, from any of the APIs' error shapes (or the status alone)."""
+        try:
+            payload = json.loads(self.body)
+        except ValueError:
+            payload = None
+        while isinstance(payload, dict):  # {"error": ...}, {"error": {"message": ...}}, ...
+            payload = next(
+                (payload[k] for k in ("message", "error", "detail") if k in payload), None
+            )
+        if isinstance(payload, str) and payload:
+            return f"worker answered {self.status}: {payload}"
+        return f"worker answered {self.status}"
 
 
 @dataclass

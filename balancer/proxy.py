@@ -1,8 +1,9 @@
 """The reverse proxy: every request pinned to one worker for its whole life, relayed unbuffered.
 
 A request is routed when it arrives (after its body is read, so it can be replayed) and holds
-its worker's lease until its response ends, whichever way it ends. Until the first byte of a
-response reaches the client, a worker that fails, or answers 503 because it is full or still
+its worker's lease until its response ends, whichever way it ends. Until the client has some
+of a worker's content (its first byte; for an event stream, its first event, keep-alives aside:
+see balancer/downstream.py), a worker that fails, or answers 503 because it is full or still
 loading, is swapped for another (at most `max_attempts` workers). After that, a lost worker
 ends an event stream with an `error` event, and any other response by closing the connection,
 so a client is never left waiting on a dead stream. A client that goes away cancels the
@@ -21,6 +22,7 @@ from starlette.types import Receive, Scope, Send
 
 from balancer.attempts import Attempt, Rejection, try_workers
 from balancer.counters import TotalCounters
+from balancer.downstream import Downstream, moved_to
 from balancer.pool import Lease, Worker, WorkerPool
 from balancer.replies import send_json, send_reply, send_unavailable
 from balancer.request import (
@@ -31,7 +33,7 @@ from balancer.request import (
     declared_length,
     read_body,
 )
-from balancer.sse import EventAligner, has_data, is_event_stream, worker_lost_event
+from balancer.sse import EventAligner, is_event_stream, worker_lost_event
 from balancer.upstream import UpstreamClients
 
 logger = logging.getLogger("balancer")
@@ -53,6 +55,7 @@ RESPONSE_HOP_HEADERS = frozenset(
 )
 WORKER_HEADER = b"x-upstream-worker"  # which worker served the request (debugging, tests)
 BUSY = 503  # a worker's "full or still loading": worth trying another
+OK = 200
 
 Handler = Callable[[UpstreamRequest, Send], Awaitable[None]]
 
@@ -109,19 +112,30 @@ class Proxy:
             self.totals.failovers += 1
             logger.info("%s %s: failover to %s", request.method, request.path, to)
 
+        downstream = Downstream(send)
         attempts = await try_workers(
             self.pool,
             self.max_attempts,
-            lambda lease: self._attempt(lease, request, send),
+            lambda lease: self._attempt(lease, request, downstream),
             failover,
         )
         if attempts.relayed:
             return
         rejection = attempts.rejection
         if rejection is not None:
+            self.totals.rejected += 1
+        else:
+            self.totals.no_worker += 1
+        if downstream.started:
+            # An event stream whose worker was lost before its first event, and no other worker
+            # could continue it: the client already has a 200, so it learns why from an event.
+            why = rejection.message() if rejection else attempts.refusal_message("audio")
+            await downstream.end(worker_lost_event(request.path, attempts.tried[0].url, why))
+            self.totals.lost += 1
+            return
+        if rejection is not None:
             # Every worker we could try is busy or loading: their own 503 says when to retry.
             await send_reply(send, rejection.status, rejection.headers, rejection.body)
-            self.totals.rejected += 1
             return
         await send_unavailable(
             send,
@@ -129,7 +143,6 @@ class Proxy:
             attempts.refusal_message("answering"),
             workers={"ready": len(self.pool.available()), "total": len(self.pool)},
         )
-        self.totals.no_worker += 1
 
     def _base(self, worker: Worker) -> httpx.URL:
         base = self._bases.get(worker.url)
@@ -139,7 +152,7 @@ class Proxy:
         return base
 
     async def _attempt(
-        self, lease: Lease, request: UpstreamRequest, send: Send
+        self, lease: Lease, request: UpstreamRequest, downstream: Downstream
     ) -> Attempt | Rejection:
         worker = lease.worker
         worker.counters.requests += 1
@@ -155,7 +168,11 @@ class Proxy:
             raise
         chunks = response.aiter_raw()
         try:
-            if response.status_code == BUSY:
+            streaming_events = is_event_stream(response.headers.get("content-type"))
+            continuable = streaming_events and response.status_code == OK
+            if response.status_code == BUSY or (downstream.started and not continuable):
+                # Busy, or an answer that cannot continue a stream already begun: another
+                # worker may take it (the 503 is kept to pass on if none does).
                 try:
                     body = await response.aread()
                 except httpx.HTTPError as exc:
@@ -163,7 +180,6 @@ class Proxy:
                     return Attempt.FAILED
                 worker.counters.rejected += 1
                 return Rejection(response.status_code, self._headers(response, worker), body)
-            streaming_events = is_event_stream(response.headers.get("content-type"))
             aligner = EventAligner() if streaming_events else None
             if streaming_events and self.stream_idle_timeout is not None:
                 set_read_timeout(response, self.stream_idle_timeout)
@@ -172,9 +188,9 @@ class Proxy:
             except httpx.HTTPError as exc:
                 self._worker_failed(worker, exc)
                 return Attempt.FAILED
-            # Committed: from here on the client has this worker's answer.
-            await self._relay_response(lease, request, response, chunks, aligner, first, send)
-            return Attempt.RELAYED
+            return await self._relay_response(
+                lease, request, response, chunks, aligner, first, downstream
+            )
         except asyncio.CancelledError:
             worker.counters.client_disconnects += 1
             raise
@@ -192,35 +208,37 @@ class Proxy:
         chunks: AsyncIterator[bytes],
         aligner: EventAligner | None,
         first: bytes,
-        send: Send,
-    ) -> None:
+        downstream: Downstream,
+    ) -> Attempt:
         worker = lease.worker
         if response.status_code >= 500:
             worker.counters.errors += 1
         else:
             worker.breaker.record_success()
-        seen_data = aligner is None or has_data(first)
-        if seen_data and first:
-            worker.counters.ttfc.observe(time.perf_counter() - lease.started)
-        start = {
-            "type": "http.response.start",
-            "status": response.status_code,
-            "headers": self._headers(response, worker),
-        }
-        await send(start)
+
+        async def relay(block: bytes) -> None:
+            if await downstream.relay(block):
+                worker.counters.ttfc.observe(time.perf_counter() - lease.started)
+
+        if not downstream.started:
+            headers = self._headers(response, worker)
+            await downstream.start(response.status_code, headers, event_stream=aligner is not None)
+            if aligner is None and first:
+                worker.counters.ttfc.observe(time.perf_counter() - lease.started)
+        else:
+            await relay(moved_to(worker.url))
         if first:
-            await send({"type": "http.response.body", "body": first, "more_body": True})
+            await relay(first)
         try:
             async for data in chunks:
                 block = aligner.feed(data) if aligner is not None else data
-                if not block:
-                    continue
-                if not seen_data and has_data(block):
-                    seen_data = True
-                    worker.counters.ttfc.observe(time.perf_counter() - lease.started)
-                await send({"type": "http.response.body", "body": block, "more_body": True})
+                if block:
+                    await relay(block)
         except httpx.HTTPError as exc:
             self._worker_failed(worker, exc)
+            if not downstream.committed:
+                # Keep-alives are all the client has had from this worker: move the stream.
+                return Attempt.FAILED
             worker.counters.lost += 1
             logger.warning(
                 "%s %s: lost %s mid-stream: %s",
@@ -231,16 +249,15 @@ class Proxy:
             )
             if aligner is not None:
                 reason = worker.last_error or "failed"
-                event = worker_lost_event(request.path, worker.url, reason)
-                await send({"type": "http.response.body", "body": event, "more_body": False})
+                await downstream.end(worker_lost_event(request.path, worker.url, reason))
             # Otherwise not an event stream: the only honest signal left is an incomplete
             # body, so return without finishing it and let the server close the connection.
             self.totals.lost += 1
-            return
-        tail = aligner.flush() if aligner is not None else b""
-        await send({"type": "http.response.body", "body": tail, "more_body": False})
+            return Attempt.RELAYED
+        await downstream.end(aligner.flush() if aligner is not None else b"")
         worker.counters.completed += 1
         self.totals.completed += 1
+        return Attempt.RELAYED
 
     def _worker_failed(self, worker: Worker, exc: httpx.HTTPError) -> None:
         worker.counters.errors += 1

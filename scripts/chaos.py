@@ -1,25 +1,30 @@
 """Chaos: streams through the balancer while workers are killed, then a rolling restart.
 
     .venv/bin/python scripts/chaos.py [--minutes 10] [--streams 30] [--kill-every 20]
-        [--workers 3] [--real] [--seed 1] [--json [PATH]]
+        [--workers 3] [--real] [--seed 1] [--logs DIR] [--json [PATH]]
 
 Runs the real deployment (`python -m deployment`, what `start_streaming_servers.sh` runs: the
-supervisor, the balancer and its workers) on loopback, with fake workers (`tests.fake_worker`:
-the real worker app over a fake engine) or, with `--real`, real random-weight workers. Clients
-keep `--streams` `/synthesize-stream` requests going through the balancer, back to back, and:
+supervisor, the balancer and its workers) on loopback, with fake workers (`--worker-module
+tests.fake_worker`: the real worker app over a fake engine) or, with `--real`, random-weight
+workers (a short run: 2 workers, 1 stream, 3 minutes, a kill a minute). Clients keep
+`--streams` `/synthesize-stream` requests going through the balancer, back to back, and:
 
 1. warm up (no kills), then sample the balancer's memory (RSS) and descriptors, idle;
-2. for `--minutes`, SIGKILL a random worker every `--kill-every` seconds (the supervisor
-   restarts it);
+2. for `--minutes`, every `--kill-every` seconds (on average), SIGKILL a random worker among
+   those in rotation that serve streams (none while fewer than two are in rotation: there
+   would be nowhere to fail over to); the supervisor restarts it (`--restart-limit 1000`: see
+   RESTART_LIMIT);
 3. once every worker is back, SIGHUP the supervisor: a rolling restart under the same load;
 4. stop the clients and sample the balancer again, idle.
 
 Every stream's chunk ids must be 1..n in order, as many as its `done` event says. Each request
-ends as one of: completed; not served (no 200 from the balancer: refused or connection
-failed); an SSE `error` event (on a worker killed while it ran, or not); hung (no event,
-keep-alive pings aside, for 30 s); cut off (the body ended with neither `done` nor `error`).
-Which worker served a request is the balancer's `x-upstream-worker` header; the requests it
-moved to another worker before their first byte are its `/stats` `failovers`.
+ends as one of: completed; not served (no 200 from the balancer: a worker's 503 passed on, so
+every worker tried was full; the balancer's own 503; a connection error); an SSE `error`
+event (on a worker killed while the stream ran, or not; before any audio, or after); hung (no
+event, keep-alive pings aside, for 30 s); cut off (the body ended with neither `done` nor
+`error`). Which worker served a request is the balancer's `x-upstream-worker` header; the
+requests it moved to another worker before their first byte are its `/stats` `failovers`.
+The goals are printed as met or NOT MET; the exit status is 1 unless all are met.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from typing import Any, TextIO
 
 import httpx
 
+from balancer.downstream import MOVED_COMMENT
 from balancer.upstream import CLIENT_SHARDS, KEEPALIVE_EXPIRY_S
 
 REPO = Path(__file__).resolve().parents[1]
@@ -57,10 +63,15 @@ DEFAULT_WORKERS = 3
 # Random-weight workers on a CPU: a restart loads the model and warms up (tens of seconds), and
 # a few streams fill the machine.
 REAL_MINUTES = 3.0
-REAL_STREAMS = 2  # 3 on two workers left first audio waiting over 30 s on 2 cores
+REAL_STREAMS = 1  # 2 or 3 on two workers left first audio waiting over 30 s on 2 cores
 REAL_KILL_EVERY_S = 60.0
 REAL_WORKERS = 2
 WARMUP_S = 10.0
+# The gap before each kill: --kill-every times a factor drawn from this range (so, on average,
+# --kill-every). Fixed gaps fell at the same point of streams that repeat in step with them
+# (one real stream of 15 s, a kill every 60 s: every kill came as a stream was starting).
+KILL_GAP_JITTER = (0.5, 1.5)
+MOVED = MOVED_COMMENT.decode().lstrip(":").strip()  # the comment, as sse_events gives it
 HUNG_AFTER_S = 30.0  # no event (pings aside) for this long: the stream hangs
 # Fake streams of 2 s: 20 chunks of 0.2 s of audio, one every 0.1 s (twice real time).
 FAKE_WORKER_FLAGS = ("--chunks", "20", "--delay", "0.1")
@@ -114,6 +125,7 @@ class Request:
     worker: str | None = None  # the balancer's x-upstream-worker
     chunks: int = 0
     pings_before_audio: int = 0
+    moves: int = 0  # times the balancer moved the stream to another worker after its headers
     disorder: str | None = None  # chunk ids not 1..n in order, or not as many as `done` said
     outcome: Outcome = Outcome.CUT_OFF
     detail: str = ""
@@ -224,6 +236,11 @@ class Deployment:
 
     async def start(self, timeout: float) -> None:
         env = dict(os.environ)
+        if self.options.real and "OMP_NUM_THREADS" not in env:
+            # Each worker's torch would take every core for itself: N workers on the CPU share
+            # them instead (a restarting worker loads next to the ones serving).
+            threads = max(1, (os.cpu_count() or 1) // self.options.workers)
+            env["OMP_NUM_THREADS"] = str(threads)
         if self.options.health_interval is not None:
             env["BALANCER_HEALTH_INTERVAL"] = str(self.options.health_interval)
         self._log = open(self.work / "supervisor.log", "w")  # noqa: SIM115 (closed in stop)
@@ -266,6 +283,10 @@ class Deployment:
     @property
     def running(self) -> bool:
         return self.process is not None and self.process.returncode is None
+
+    def all_back(self, kills: Sequence[Kill]) -> bool:
+        """Whether the supervisor said each killed worker was back after its kill."""
+        return all(any(n == k.name and at > k.at for at, n in self.back) for k in kills)
 
     def kill(self, url: str) -> Kill:
         pid = self.pids[url]
@@ -358,8 +379,12 @@ async def one_request(
                     request.retry_after = float(response.headers.get("retry-after"))
                 return request
             async for event, data in sse_events(response):
-                if not event:  # a keep-alive ping: not a sign of life of the stream itself
-                    request.pings_before_audio += request.chunks == 0
+                if not event:  # a comment: not a sign of life of the stream itself
+                    if data.startswith(MOVED):  # lost before its audio, moved to another
+                        request.worker = data.removeprefix(MOVED).strip()
+                        request.moves += 1
+                    else:  # a keep-alive ping
+                        request.pings_before_audio += request.chunks == 0
                     continue
                 deadline.reschedule(loop.time() + hung_after)
                 if event == "audio_chunk":
@@ -446,7 +471,7 @@ class Run:
     under_load: list[tuple[float, Sample]] = field(default_factory=list)  # (seconds in, sample)
     balancer_pids: tuple[int | None, int | None] = (None, None)
     stats: dict[str, dict[str, Any]] = field(default_factory=dict)  # balancer totals by moment
-    supervisor_problems: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
 
 
 async def balancer_totals(client: httpx.AsyncClient, url: str) -> dict[str, Any]:
@@ -455,12 +480,13 @@ async def balancer_totals(client: httpx.AsyncClient, url: str) -> dict[str, Any]
     return totals
 
 
-async def in_rotation(client: httpx.AsyncClient, url: str) -> list[str]:
+async def in_rotation(client: httpx.AsyncClient, url: str) -> dict[str, int]:
+    """The workers the balancer routes to, and the streams each holds now."""
     try:
         workers = (await client.get(f"{url}/stats?format=json")).json()["workers"]
     except (httpx.HTTPError, ValueError, KeyError):
-        return []
-    return [w["url"] for w in workers if w.get("in_rotation")]
+        return {}
+    return {w["url"]: int(w.get("in_flight", 0)) for w in workers if w.get("in_rotation")}
 
 
 async def idle_sample(client: httpx.AsyncClient, url: str, pid: int) -> Sample:
@@ -490,18 +516,22 @@ async def kill_phase(
     options = run.options
     start = time.monotonic()
     end = start + options.minutes * 60
-    next_kill = start + options.kill_every
+    next_kill = start + options.kill_every * rng.uniform(*KILL_GAP_JITTER)
     while next_kill < end and deployment.running:
         await asyncio.sleep(max(0.0, next_kill - time.monotonic()))
-        next_kill += options.kill_every
-        rotation = [
-            u for u in await in_rotation(client, deployment.balancer) if u in deployment.pids
-        ]
+        next_kill += options.kill_every * rng.uniform(*KILL_GAP_JITTER)
+        rotation = {
+            u: n
+            for u, n in (await in_rotation(client, deployment.balancer)).items()
+            if u in deployment.pids
+        }
         if len(rotation) < 2:
             run.kills_skipped += 1
             say(f"kill skipped: {len(rotation)} worker(s) in rotation")
             continue
-        kill = deployment.kill(rng.choice(sorted(rotation)))
+        # One serving streams (with few streams, an idle one is often picked otherwise).
+        serving = sorted(u for u, n in rotation.items() if n > 0) or sorted(rotation)
+        kill = deployment.kill(rng.choice(serving))
         run.kills.append(kill)
         say(f"SIGKILL {kill.name} (pid {kill.pid}, {kill.url}), kill {len(run.kills)}")
     await asyncio.sleep(max(0.0, end - time.monotonic()))
@@ -511,9 +541,14 @@ async def kill_phase(
 async def rolling_phase(deployment: Deployment, client: httpx.AsyncClient, run: Run) -> None:
     timeout = REAL_RESTART_TIMEOUT_S if run.options.real else FAKE_RESTART_TIMEOUT_S
     deadline = time.monotonic() + timeout
-    while set(await in_rotation(client, deployment.balancer)) != set(deployment.workers):
+    # Back for the supervisor too: a worker it still sees starting at the SIGHUP, it does not
+    # replace (it only waits for it), so the rolling restart would replace one worker fewer.
+    while not (
+        deployment.all_back(run.kills)
+        and set(await in_rotation(client, deployment.balancer)) == set(deployment.workers)
+    ):
         if time.monotonic() > deadline or not deployment.running:
-            run.supervisor_problems.append("not every worker was back before the rolling restart")
+            run.problems.append("not every worker was back before the rolling restart")
             return
         await asyncio.sleep(0.5)
     run.stats["rolling_start"] = await balancer_totals(client, deployment.balancer)
@@ -572,7 +607,7 @@ async def chaos(options: ChaosOptions, work: Path) -> Run:
                 r for r in load.requests if r.phase == "warmup" and r.outcome != "completed"
             ]
             if warm_failed:
-                run.supervisor_problems.append(f"{len(warm_failed)} warm-up requests failed")
+                run.problems.append(f"{len(warm_failed)} warm-up requests failed")
     finally:
         await deployment.stop()
     # From each kill to its worker's next "is back" (the supervisor's restart delay included).
@@ -580,7 +615,7 @@ async def chaos(options: ChaosOptions, work: Path) -> Run:
         back = [at for at, name in deployment.back if name == kill.name and at > kill.at]
         if back:
             run.restart_seconds.append(min(back) - kill.at)
-    run.supervisor_problems += [
+    run.problems += [
         line.strip() for line in deployment.output(r"GIVING UP|rolling restart stopped")
     ]
     return run
@@ -631,6 +666,8 @@ def figures(run: Run) -> dict[str, Any]:
         "requests": len(requests),
         "completed": len(by[Outcome.COMPLETED]),
         "failed_over_before_first_byte": delta(run, "failovers", "start", "rolling_start"),
+        # Of those, streams moved after their headers and keep-alives, before any audio.
+        "moved_after_keep_alives": sum(r.moves for r in requests),
         "failovers_during_rolling_restart": delta(run, "failovers", "rolling_start", "rolling_end"),
         "error_event_mid_stream": len(errors),
         "error_event_on_killed_worker": sum(on_killed_worker(r, run.kills) for r in errors),
@@ -665,7 +702,7 @@ def figures(run: Run) -> dict[str, Any]:
         "balancer_fds_end": end.fds if end else None,
         "balancer_fds_peak_under_load": max((s.fds for _, s in load), default=None),
         "balancer_restarted": run.balancer_pids[0] != run.balancer_pids[1],
-        "supervisor_problems": run.supervisor_problems,
+        "problems": run.problems,
     }
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,8 +20,17 @@ class Event:
 
 
 def iter_events(response: httpx.Response) -> Iterator[Event]:
+    return parse_events(response.iter_lines())
+
+
+def events_in(body: str) -> list[Event]:
+    """The events of a whole SSE body."""
+    return list(parse_events(body.splitlines()))
+
+
+def parse_events(lines: Iterable[str]) -> Iterator[Event]:
     name, data = "message", list[str]()
-    for line in response.iter_lines():
+    for line in lines:
         if not line:
             if data:
                 yield Event(name, "\n".join(data))

@@ -15,8 +15,9 @@ import pytest
 from tests.balancer.clients import STREAM_LIMITS, apoll, stream_events
 from tests.balancer.conftest import stream
 from tests.balancer.processes import FakeWorker, fake_workers, free_port, live_balancer
-from tests.balancer.upstreams import cut_off, stalling_stream
+from tests.balancer.upstreams import answering, cut_off, stalling_stream
 from tests.live_server import LiveServer
+from tests.sse import events_in
 
 SHORT = ("--chunks", "5", "--delay", "0.02")
 
@@ -49,6 +50,63 @@ def test_a_worker_dying_before_the_first_byte_is_replaced(
         assert (lost["requests"], lost["errors"], lost["failovers"]) == (1, 1, 1)
         assert lb.worker_stats(healthy.url)["completed"] == 1
         assert stats["balancer"]["in_flight"] == 0
+
+
+PING = b": ping - 2026-11-30 08:00:00\r\n\r\n"  # what sse-starlette sends while a request waits
+
+
+def raw_stream(url: str) -> tuple[httpx.Response, str]:
+    with httpx.stream("POST", f"{url}/synthesize-stream", data={"text": "Hi."}, timeout=30) as r:
+        return r, r.read().decode()
+
+
+def test_a_worker_lost_after_only_keep_alives_hands_the_stream_to_another(
+    fast: list[FakeWorker],
+) -> None:
+    # The client got the 200 and a ping (the request was waiting in the worker's queue), then
+    # the worker died: nothing of its audio was sent, so another worker continues the body.
+    with (
+        LiveServer(cut_off(PING)) as dying,
+        live_balancer([dying.url, fast[0].url], health_interval=60) as lb,
+    ):
+        response, body = raw_stream(lb.url)
+        assert response.status_code == 200
+        assert response.headers["x-upstream-worker"] == dying.url  # sent with the headers
+        assert body.startswith(PING.decode())
+        assert f": continued on worker {fast[0].url}\r\n\r\n" in body
+        events = events_in(body)
+        assert [e.event for e in events] == ["audio_chunk"] * 5 + ["done"]
+        assert [e.json()["chunk_id"] for e in events[:5]] == [1, 2, 3, 4, 5]
+        stats = lb.stats()["totals"]
+        assert (stats["failovers"], stats["lost"], stats["completed"]) == (1, 0, 1)
+        assert lb.worker_stats(dying.url)["lost_mid_stream"] == 0
+        lb.wait_in_flight(0)
+
+
+@pytest.mark.parametrize("other", ["busy", "none"])
+def test_a_stream_lost_after_keep_alives_that_no_worker_can_continue_ends_in_an_error_event(
+    other: str,
+) -> None:
+    busy = b'{"error": "the server is busy: 4 streams running, 0 waiting"}'
+    with ExitStack() as stack:
+        dying = stack.enter_context(LiveServer(cut_off(PING)))
+        urls = [dying.url]
+        if other == "busy":
+            full = answering(503, busy, path="/synthesize-stream")
+            urls.append(stack.enter_context(LiveServer(full)).url)
+        lb = stack.enter_context(live_balancer(urls, health_interval=60))
+        response, body = raw_stream(lb.url)
+        assert response.status_code == 200
+        events = events_in(body)
+        assert [e.event for e in events] == ["error"]
+        message = events[0].json()["error"]
+        assert f"worker lost mid-stream ({dying.url}" in message
+        if other == "busy":
+            assert "worker answered 503: the server is busy" in message
+        else:
+            assert "every worker tried failed before audio" in message
+        assert lb.stats()["totals"]["lost"] == 1
+        lb.wait_in_flight(0)
 
 
 def test_a_full_worker_is_skipped_and_its_503_passed_on_when_all_are_full(

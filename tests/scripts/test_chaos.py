@@ -23,9 +23,10 @@ LOST = f"worker lost mid-stream ({WORKER}: RemoteProtocolError: ...); retry the 
 
 def test_a_short_run_with_one_kill_and_a_rolling_restart_meets_every_goal() -> None:
     options = ChaosOptions(
-        minutes=0.15,  # one kill, at 5 s
+        minutes=0.15,  # 9 s: with seed 1, one kill, 3.2 s in (the next would be at 9.9 s)
         streams=4,  # one worker runs them all at once (a batch of 4): none waits in line
         kill_every=5.0,
+        seed=1,
         workers=2,
         warmup=1.0,
         worker_flags=("--chunks", "10", "--delay", "0.1"),  # 1 s streams
@@ -33,6 +34,8 @@ def test_a_short_run_with_one_kill_and_a_rolling_restart_meets_every_goal() -> N
     )
     run, f, verdicts = run_chaos(options)
     assert f["kills"] == 1, f
+    # The kill was felt: the victim is one serving streams.
+    assert f["error_event_on_killed_worker"] + f["failed_over_before_first_byte"] > 0, f
     assert f["rolling_restart_done"], f
     assert f["requests"] > 20 and f["completed"] > 0, f
     assert f["failovers_during_rolling_restart"] is not None, f

@@ -25,6 +25,7 @@ from server.engine.engine import (
     SynthesisRequest,
     SynthesisResult,
 )
+from server.engine.schema import DEFAULT_LANGUAGE
 from server.engine.types import SAMPLE_RATE, Audio
 
 
@@ -71,6 +72,7 @@ class FakeEngine:
     fail_after: int | None = None  # raise after this many chunks
     model_name: str = "fake"
     device_name: str = "cpu"
+    languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
     requests: list[SynthesisRequest] = field(default_factory=list)
     produced: int = 0  # chunks made, across requests
     cancelled: int = 0

@@ -17,6 +17,7 @@ from server.engine.conditionals import ConditionalsCache, VoiceConditionals, bui
 from server.engine.loading import LoadedModel, ModelVariant
 from server.engine.schema import (
     DEFAULT_CHUNK_SIZE,
+    DEFAULT_LANGUAGE,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
     AudioChunk,
@@ -54,6 +55,10 @@ class SpeechEngine(Protocol):
     def device_name(self) -> str: ...
     @property
     def voices(self) -> VoiceSource: ...
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The ISO 639-1 codes of the languages the model speaks."""
+        ...
 
     def stream(
         self, request: SynthesisRequest, cancel: threading.Event | None = None
@@ -94,6 +99,10 @@ class StreamingEngine:
     @property
     def model_name(self) -> str:
         return str(self.model.variant.value)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        return (DEFAULT_LANGUAGE,)
 
     @property
     def n_timesteps(self) -> int:

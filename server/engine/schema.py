@@ -17,6 +17,7 @@ MIN_CHUNK_SIZE, MAX_CHUNK_SIZE = 10, 200
 DEFAULT_CHUNK_SIZE = 50
 # Turbo stops after 1000 tokens (40 s) per call upstream; the original model likewise.
 MODEL_MAX_TOKENS_PER_SEGMENT = 1000
+DEFAULT_LANGUAGE = "en"  # ISO 639-1; the English models speak only this
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,7 @@ class SynthesisRequest:
     started_at: float | None = None
     # Text-in streaming: `text` is ignored and segments come from the feed as they complete.
     text_feed: TextFeed | None = None
+    language: str = DEFAULT_LANGUAGE  # one of the engine's `languages` (the server checks)
 
 
 @dataclass(frozen=True)

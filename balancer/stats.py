@@ -64,7 +64,15 @@ class StatsView:
             "last_error": worker.last_error,
             "worker_reported": {
                 k: reported[k]
-                for k in ("model", "device", "active_streams", "queued", "max_queue", "uptime_s")
+                for k in (
+                    "model",
+                    "device",
+                    "languages",
+                    "active_streams",
+                    "queued",
+                    "max_queue",
+                    "uptime_s",
+                )
                 if k in reported
             },
         }
@@ -95,7 +103,8 @@ class StatsView:
     def health(self) -> tuple[int, dict[str, Any]]:
         """Ready while at least one worker is: an outer load balancer can skip us otherwise."""
         now = self.pool.clock()
-        ready = sum(w.available(now) for w in self.pool)
+        available = [w for w in self.pool if w.available(now)]
+        ready = len(available)
         listed = sum(not w.retiring for w in self.pool)  # retiring ones are on their way out
         status = "ok" if ready == listed else "degraded" if ready else "unavailable"
         body = {
@@ -105,6 +114,9 @@ class StatsView:
             "in_flight": self.pool.in_flight,
             "uptime_s": round(time.time() - self.started, 1),
         }
+        languages = common_languages(available)
+        if languages is not None:
+            body["languages"] = languages
         return (200 if ready else 503), body
 
     async def stats_endpoint(self, request: Request) -> Response:
@@ -115,6 +127,16 @@ class StatsView:
     async def health_endpoint(self, request: Request) -> Response:
         status, body = self.health()
         return JSONResponse(body, status_code=status)
+
+
+def common_languages(workers: list[Worker]) -> list[str] | None:
+    """The languages every given worker speaks (any of them may get the next request), in the
+    first one's order; None when none reports its languages."""
+    reported = [w.reported.get("languages") for w in workers]
+    lists = [list(r) for r in reported if isinstance(r, list)]
+    if not lists:
+        return None
+    return [code for code in lists[0] if all(code in other for other in lists[1:])]
 
 
 def wants_html(request: Request) -> bool:

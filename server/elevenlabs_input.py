@@ -10,20 +10,21 @@ effect. Chatterbox's own settings (`exaggeration`, `temperature`, `cfg_weight`, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from server.errors import FieldError, NotReady, Overloaded, ServiceError
-from server.forms import FIELDS, SAMPLING_FIELDS
+from server.errors import Conflict, FieldError, NotReady, Overloaded, ServiceError
+from server.forms import FIELDS, SAMPLING_FIELDS, validate_language
 from server.output_formats import DEFAULT_OUTPUT_FORMAT, OutputFormat, parse_output_format
 
 # ElevenLabs' defaults and limits for `inactivity_timeout` (seconds); out-of-range values are
 # clamped, as stock clients send 180 and expect it to work.
 DEFAULT_INACTIVITY_TIMEOUT_S = 20
 MAX_INACTIVITY_TIMEOUT_S = 180
-# The models we serve speak English (the multilingual model is another issue).
-LANGUAGES = ("en",)
+# ElevenLabs' name for the request's language (ISO 639-1): a query parameter of the
+# WebSockets, a body field of the HTTP endpoints.
+LANGUAGE_FIELD = "language_code"
 # ElevenLabs' `generation_config.chunk_length_schedule` bounds, per value.
 SCHEDULE_RANGE = (50, 500)
 # `style` 0 is ElevenLabs' neutral default, as 0.5 is Chatterbox's; 1 is the most expressive.
@@ -43,10 +44,12 @@ class StreamOptions:
     output_format: OutputFormat
     inactivity_timeout_s: float
     seed: int | None
+    language: str
 
 
-def stream_options(query: Mapping[str, str]) -> StreamOptions:
-    check_language(query.get("language_code"))
+def stream_options(query: Mapping[str, str], spoken: Sequence[str] | None) -> StreamOptions:
+    """`spoken`: the loaded model's languages (None: none loaded yet)."""
+    language = validate_language(query.get(LANGUAGE_FIELD), spoken, LANGUAGE_FIELD)
     timeout = DEFAULT_INACTIVITY_TIMEOUT_S
     if query.get("inactivity_timeout"):
         try:
@@ -61,6 +64,7 @@ def stream_options(query: Mapping[str, str]) -> StreamOptions:
         output_format=parse_output_format(query.get("output_format") or DEFAULT_OUTPUT_FORMAT),
         inactivity_timeout_s=min(max(timeout, 1), MAX_INACTIVITY_TIMEOUT_S),
         seed=parse_seed(query.get("seed")),
+        language=language,
     )
 
 
@@ -68,18 +72,9 @@ def parse_seed(raw: object) -> int | None:
     return None if raw is None or raw == "" else int(FIELDS["seed"].parse(raw))
 
 
-def check_language(code: object) -> None:
-    if code is None or code == "":
-        return
-    if not isinstance(code, str) or code.split("-")[0].lower() not in LANGUAGES:
-        raise FieldError(
-            "language_code",
-            f"language_code {code!r} is not spoken by this model; it speaks {', '.join(LANGUAGES)}",
-            ", ".join(LANGUAGES),
-        )
-
-
-def speech_values(voice_id: str, voice_settings: object, seed: int | None) -> dict[str, Any]:
+def speech_values(
+    voice_id: str, voice_settings: object, seed: int | None, language: str
+) -> dict[str, Any]:
     """The values `parse_speech_fields` takes, from a voice id and ElevenLabs' settings."""
     if voice_settings is None:
         voice_settings = {}
@@ -100,7 +95,7 @@ def speech_values(voice_id: str, voice_settings: object, seed: int | None) -> di
     if "exaggeration" not in values and style is not None:
         low, high = STYLE_TO_EXAGGERATION
         values["exaggeration"] = low + (high - low) * float(style)
-    return {**values, "voice": voice_id, "seed": seed}
+    return {**values, "voice": voice_id, "seed": seed, "language": language}
 
 
 def chunk_length_schedule(generation_config: object) -> tuple[int, ...] | None:
@@ -129,6 +124,8 @@ def error_code(exc: ServiceError) -> str:
     """ElevenLabs-style error names for what can go wrong here."""
     if isinstance(exc, FieldError):
         return f"invalid_{exc.field}" if exc.field else "invalid_request"
+    if isinstance(exc, Conflict):
+        return exc.code
     if isinstance(exc, Overloaded):
         return "too_many_concurrent_requests"
     if isinstance(exc, NotReady):

@@ -58,6 +58,17 @@ class NotFound(ServiceError):
     status = 404
 
 
+class Conflict(ServiceError):
+    """The request is well formed but does not fit what the server holds (a saved voice made
+    for another model). `code` names the case for APIs that name their errors."""
+
+    status = 409
+
+    def __init__(self, message: str, field: str | None, code: str):
+        super().__init__(message, field)
+        self.code = code
+
+
 class Overloaded(ServiceError):
     """Every running slot and every queue place is taken."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from starlette.datastructures import UploadFile
 from starlette.requests import Request
 
@@ -20,7 +22,10 @@ def check_body_size(request: Request, limit: int) -> None:
         raise PayloadTooLarge("body", limit)
 
 
-async def read_speech_form(request: Request, config: ServerConfig) -> SpeechFields:
+async def read_speech_form(
+    request: Request, config: ServerConfig, languages: Sequence[str] | None
+) -> SpeechFields:
+    """The form's fields; `languages`: the loaded model's (None: none loaded yet)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type not in FORM_TYPES:
         raise BadRequest(
@@ -52,4 +57,5 @@ async def read_speech_form(request: Request, config: ServerConfig) -> SpeechFiel
         variant=config.model,
         max_text_chars=config.max_text_chars,
         audio_prompt=audio,
+        languages=languages,
     )

@@ -7,20 +7,26 @@ the field and what it accepts.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from server.engine.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from server.engine.loading import ModelVariant
 from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+from server.engine.schema import DEFAULT_LANGUAGE
 from server.engine.text_feed import TextFeed
 from server.errors import FieldError
 from server.voice_resolver import VoiceChoice
 
 MAX_SEED = 2**31 - 1
 MAX_NEW_TOKENS_LIMIT = 4000  # 160 s of speech
+# An ISO 639-1 code, as clients send it: a region or script after it (BCP 47's `pt-BR`,
+# `zh-Hans`, `en_US`) is accepted and dropped, as the models speak languages, not variants.
+LANGUAGE_CODE = re.compile(r"([a-z]{2})(?:[-_][a-z0-9]{1,8})*")
+MAX_SHOWN_CODE_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -91,6 +97,9 @@ class SpeechFields:
     voice: VoiceChoice = field(default_factory=VoiceChoice)
     # Text-in streaming: `text` is empty and the text arrives through the feed.
     text_feed: TextFeed | None = None
+    # ISO 639-1, lower case; checked against the loaded model's languages when admitted.
+    language: str = DEFAULT_LANGUAGE
+    language_field: str = "language"  # what the request's API calls it, for errors
 
 
 def default_params(variant: ModelVariant) -> SamplingParams:
@@ -122,6 +131,29 @@ def speakable(text: str) -> bool:
     return any(unicodedata.category(c)[0] in "LN" for c in text)
 
 
+def validate_language(raw: object, spoken: Sequence[str] | None, name: str = "language") -> str:
+    """A request's language as the engine takes it: an ISO 639-1 code in lower case, `en` when
+    none is given. Refused unless the loaded model speaks it; `spoken` is None while no model
+    is loaded (only the code's form is checked then: admitting the request checks the rest)."""
+    allowed = ", ".join(spoken) if spoken is not None else "an ISO 639-1 code such as 'en'"
+    speaks = f"; the loaded model speaks {allowed}" if spoken is not None else ""
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        code = DEFAULT_LANGUAGE
+    else:
+        found = LANGUAGE_CODE.fullmatch(raw.strip().lower()) if isinstance(raw, str) else None
+        if found is None:
+            shown = repr(raw[:MAX_SHOWN_CODE_CHARS]) if isinstance(raw, str) else "not a string"
+            raise FieldError(
+                name,
+                f"{name} must be an ISO 639-1 language code such as 'en', not {shown}{speaks}",
+                allowed,
+            )
+        code = found.group(1)
+    if spoken is not None and code not in spoken:
+        raise FieldError(name, f"{name} {code!r} is not spoken here{speaks}", allowed)
+    return code
+
+
 def parse_speech_fields(
     values: Mapping[str, object],
     *,
@@ -129,10 +161,15 @@ def parse_speech_fields(
     max_text_chars: int,
     audio_prompt: bytes | None = None,
     text_feed: TextFeed | None = None,
+    languages: Sequence[str] | None = None,
+    language_field: str = "language",
 ) -> SpeechFields:
     """Validate form values (strings or JSON numbers) into `SpeechFields`; empty values mean
-    "default". With a `text_feed`, the text arrives through it instead of `values`."""
+    "default". With a `text_feed`, the text arrives through it instead of `values`. The
+    language is `values["language"]`, one of `languages` (the loaded model's; None: not known
+    yet); errors about it name `language_field`."""
     text = "" if text_feed is not None else validate_text(values.get("text"), max_text_chars)
+    language = validate_language(values.get("language"), languages, language_field)
     given: dict[str, float | int] = {}
     for name, spec in FIELDS.items():
         raw = values.get(name)
@@ -153,6 +190,8 @@ def parse_speech_fields(
         max_new_tokens=_optional_int(given.get("max_new_tokens")),
         voice=VoiceChoice(name=voice_id, prompt=audio_prompt),
         text_feed=text_feed,
+        language=language,
+        language_field=language_field,
     )
 
 

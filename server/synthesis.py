@@ -1,9 +1,9 @@
 """The one way a synthesis request goes through the worker, whatever the endpoint.
 
 A route parses its own input into `SpeechFields`, calls `admit` (everything that can refuse
-the request happens there, before any response starts: readiness, the voice, a place in line)
-and then takes the audio as chunks (`chunks`) or whole (`whole`), formatting it in its own
-API's shape. This module owns the rest: waiting for a running slot, the runner call,
+the request happens there, before any response starts: readiness, the language, the voice, a
+place in line) and then takes the audio as chunks (`chunks`) or whole (`whole`), formatting it
+in its own API's shape. This module owns the rest: waiting for a running slot, the runner call,
 cancellation when the client goes away, metrics (queue wait, first chunk, RTF, audio seconds,
 outcome, errors by kind), logging and turning engine failures into `SynthesisFailed`.
 """
@@ -23,7 +23,7 @@ from server.admission import Ticket
 from server.engine.runners import EngineRunner
 from server.engine.schema import AudioChunk, SynthesisRequest, SynthesisResult
 from server.errors import ServiceError, SynthesisFailed
-from server.forms import SpeechFields
+from server.forms import SpeechFields, validate_language
 from server.voice_resolver import ResolvedVoice
 
 if TYPE_CHECKING:
@@ -39,9 +39,15 @@ PING_SECONDS = 5
 async def admit(worker: Worker, endpoint: str, fields: SpeechFields) -> Synthesis:
     """A request's place in line, or the error that refuses it (`ServiceError`)."""
     started = time.perf_counter()
-    worker.ready_runner()
+    runner = worker.ready_runner()
+    validate_language(fields.language, runner.engine.languages, fields.language_field)
     voice = await worker.voice_resolver().resolve(fields.voice)
     return Synthesis(worker, endpoint, fields, voice, worker.admission.reserve(), started)
+
+
+def spoken_languages(worker: Worker) -> tuple[str, ...] | None:
+    """The languages of the loaded model; None while none is loaded."""
+    return None if worker.runner is None else worker.runner.engine.languages
 
 
 @dataclass
@@ -121,6 +127,7 @@ class Synthesis:
             voice=await self._voice.conditionals(),
             started_at=self.started,
             text_feed=fields.text_feed,
+            language=fields.language,
         )
 
     def _observe_first_audio(self, seconds: float) -> None:

@@ -3,9 +3,11 @@
 A request names its voice in one of four ways: nothing or "default" (the checkpoint's built-in
 voice), a saved voice's id or name, an OpenAI voice name (the built-in voice, unless a saved
 voice has that name, so a deployment can give each name a voice of its own), or an uploaded
-audio prompt. Resolving happens in two steps: everything that can refuse the request (an
-unknown name, a prompt that does not decode) before the request takes a place in line, and the
-model work (a prompt's conditionals, cached by content) on the device, in turn with the rest.
+audio prompt. A saved voice made for another model than the one loaded is refused (409): its
+conditionals are that model's, and its audio is not kept to make them again. Resolving happens
+in two steps: everything that can refuse the request (an unknown name, a prompt that does not
+decode) before the request takes a place in line, and the model work (a prompt's
+conditionals, cached by content) on the device, in turn with the rest.
 """
 
 from __future__ import annotations
@@ -16,8 +18,8 @@ from dataclasses import dataclass, field
 from server.engine.conditionals import AudioPromptError, VoiceConditionals, audio_key
 from server.engine.runners import EngineRunner
 from server.engine.types import Audio
-from server.errors import FieldError
-from server.voices import MAX_NAME_CHARS, VoiceLibrary, VoiceNotFoundError
+from server.errors import Conflict, FieldError
+from server.voices import MAX_NAME_CHARS, SavedVoice, VoiceLibrary, VoiceNotFoundError
 
 OPENAI_VOICES = frozenset(
     [
@@ -81,6 +83,11 @@ class VoiceResolver:
         self.library = library
         self._runner = runner
 
+    @property
+    def model_name(self) -> str:
+        """The loaded model, which new voices are made for."""
+        return self._runner.engine.model_name
+
     async def resolve(self, choice: VoiceChoice) -> ResolvedVoice:
         if choice.prompt is not None:
             if choice.name is not None:
@@ -90,7 +97,8 @@ class VoiceResolver:
             return ResolvedVoice(self._runner)
         saved = await asyncio.to_thread(self._saved, choice.name)
         if saved is not None:
-            return ResolvedVoice(self._runner, saved)
+            self._check_model(saved, choice.name_field)
+            return ResolvedVoice(self._runner, saved.conditionals)
         if choice.name.lower() in OPENAI_VOICES:
             return ResolvedVoice(self._runner)
         raise FieldError(
@@ -117,19 +125,34 @@ class VoiceResolver:
             raise FieldError(field_name, str(exc)) from None
         return ResolvedVoice(self._runner, prompt=(key, wav), prompt_field=field_name)
 
-    def _saved(self, name: str) -> VoiceConditionals | None:
+    def _check_model(self, saved: SavedVoice, field_name: str) -> None:
+        info, model = saved.info, self.model_name
+        if not info.fits(model):
+            raise Conflict(
+                f"voice {shown_name(info.name)} ({info.id}) was made for the {info.model} model "
+                f"and this worker runs {model}: save it again from its recording to use it here",
+                field_name,
+                "voice_model_mismatch",
+            )
+
+    def _saved(self, name: str) -> SavedVoice | None:
         """A saved voice by id, else the newest saved voice of that name that can be read
-        (one damaged on disk, or deleted meanwhile, is skipped)."""
+        (one damaged on disk, or deleted meanwhile, is skipped), made for the loaded model
+        if there is one."""
         try:
-            return self.library.load(name)
+            return self.library.load_saved(name)
         except VoiceNotFoundError:
             pass
         if len(name) > MAX_NAME_CHARS:
             return None  # no saved voice has a name that long
         named = [v for v in self.library.list() if v.name.lower() == name.lower()]
+        model = self.model_name
+        # Oldest first, and those that fit the model after those that do not: the last one
+        # that loads wins.
+        named.sort(key=lambda v: (v.fits(model), v.created_at))
         for info in reversed(named):
             try:
-                return self.library.load(info.id)
+                return self.library.load_saved(info.id)
             except VoiceNotFoundError:
                 continue
         return None

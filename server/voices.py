@@ -1,5 +1,10 @@
 """The voice library: named voices stored as precomputed conditionals in a directory.
 
+Conditionals are the model's own (each model conditions on a voice in its own way), and the
+audio they came from is not kept: a voice records the model it was made for (`model`, the
+engine's `model_name`) and is only used with that model. Voices saved before models were
+recorded have none (`model` null): they are used with any, as they always were.
+
 Workers of one host share the directory, so a voice saved through any of them is usable by all
 (each reads the file when it changes). Ids are generated (`[a-z0-9-]`), never taken from paths.
 
@@ -53,6 +58,21 @@ class VoiceInfo:
     name: str
     created_at: float
     prompt_sha256: str
+    model: str | None = None  # the model it was made for; None: saved before this was kept
+
+    def fits(self, model: str) -> bool:
+        """Whether the voice can be used with `model`."""
+        return self.model is None or self.model == model
+
+
+# Fields a voice's metadata may lack: those added since voices were first saved.
+OPTIONAL_INFO_FIELDS = frozenset({"model"})
+
+
+@dataclass(frozen=True)
+class SavedVoice:
+    info: VoiceInfo
+    conditionals: VoiceConditionals
 
 
 def voice_id_for(name: str, prompt_sha256: str) -> str:
@@ -66,7 +86,8 @@ def valid_voice_id(voice_id: str) -> bool:
 
 def parse_info(raw: Any, voice_id: str) -> VoiceInfo:
     """A voice's metadata as read from its directory `voice_id`; ValueError if it is not ours."""
-    if not isinstance(raw, dict) or not set(VoiceInfo.__dataclass_fields__) <= set(raw):
+    required = set(VoiceInfo.__dataclass_fields__) - OPTIONAL_INFO_FIELDS
+    if not isinstance(raw, dict) or not required <= set(raw):
         raise ValueError("not a voice's metadata")
     created = raw["created_at"]
     if not isinstance(created, int | float) or isinstance(created, bool):
@@ -77,7 +98,10 @@ def parse_info(raw: Any, voice_id: str) -> VoiceInfo:
         raise ValueError("name and prompt_sha256 must be strings")
     if raw["id"] != voice_id:
         raise ValueError(f"its id {raw['id']!r} is not its directory's name")
-    return VoiceInfo(voice_id, raw["name"], float(created), raw["prompt_sha256"])
+    model = raw.get("model")
+    if model is not None and not isinstance(model, str):
+        raise ValueError("model must be a string")
+    return VoiceInfo(voice_id, raw["name"], float(created), raw["prompt_sha256"], model)
 
 
 class VoiceLibrary:
@@ -85,12 +109,15 @@ class VoiceLibrary:
         self.root = root
         self.device = device
         self.root.mkdir(parents=True, exist_ok=True)
-        self._cache: dict[str, tuple[int, VoiceConditionals]] = {}
+        # By id: the voice with its files' modification times when it was read.
+        self._cache: dict[str, tuple[tuple[int, int], SavedVoice]] = {}
         self._lock = threading.Lock()
         self._reported: set[tuple[Path, int]] = set()  # damaged files warned about
 
-    def save(self, name: str, voice: VoiceConditionals) -> VoiceInfo:
-        info = VoiceInfo(voice_id_for(name, voice.key), name, time.time(), voice.key)
+    def save(self, name: str, voice: VoiceConditionals, model: str) -> VoiceInfo:
+        """Save `voice`, made by `model`, under `name`. The same name and audio give the same
+        id whatever the model: saving it again with another model replaces it."""
+        info = VoiceInfo(voice_id_for(name, voice.key), name, time.time(), voice.key, model)
         staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.root))
         try:
             save_conditionals(voice, staging / VOICE_FILE)
@@ -154,26 +181,35 @@ class VoiceLibrary:
         return None if damaged else info
 
     def load(self, voice_id: str) -> VoiceConditionals:
+        return self.load_saved(voice_id).conditionals
+
+    def load_saved(self, voice_id: str) -> SavedVoice:
+        """A voice's conditionals with its metadata (the model it was made for)."""
         path = self._path(voice_id) / VOICE_FILE
+        meta = path.parent / META_FILE
         try:
-            stamp = path.stat().st_mtime_ns
+            # Both files: a save replaces them one at a time (another worker's, too).
+            stamps = (path.stat().st_mtime_ns, meta.stat().st_mtime_ns)
         except OSError:
             raise VoiceNotFoundError(voice_id) from None
         with self._lock:
             cached = self._cache.get(voice_id)
-            if cached and cached[0] == stamp:
+            if cached and cached[0] == stamps:
                 return cached[1]
-            if (path, stamp) in self._reported:
+            if (path, stamps[0]) in self._reported:
                 raise VoiceNotFoundError(voice_id)  # damaged, and not rewritten since
+        info = self._read_info(meta)
+        if info is None:
+            raise VoiceNotFoundError(voice_id)  # deleted meanwhile, or damaged (reported)
         try:
-            voice = load_conditionals(path, self.device)
+            voice = SavedVoice(info, load_conditionals(path, self.device))
         except FileNotFoundError:
             raise VoiceNotFoundError(voice_id) from None
         except Exception as exc:  # torch.load raises many types for a damaged file
             self._report(path, exc)
             raise VoiceNotFoundError(voice_id) from None
         with self._lock:
-            self._cache[voice_id] = (stamp, voice)
+            self._cache[voice_id] = (stamps, voice)
         return voice
 
     def check(self) -> int:

@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         "--die-after", type=int, help="exit abruptly after sending N audio chunks (0: headers)"
     )
     parser.add_argument("--drain-timeout", type=float, default=DEFAULT_DRAIN_TIMEOUT)
+    parser.add_argument(
+        "--languages", default="en", help="comma-separated ISO 639-1 codes the model 'speaks'"
+    )
     # Off by default: with the fake engine a warm-up only makes every test's workers slower.
     parser.add_argument("--warmup", action=argparse.BooleanOptionalAction, default=False)
     for ignored in ("--model", "--device", "--ckpt-dir", "--max-batch", "--log-level"):
@@ -81,6 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         delay=args.delay,
         chunks=args.chunks,
         fail_after=args.fail_after,
+        languages=tuple(args.languages.split(",")),
     )
 
     def factory() -> FakeEngine:

@@ -56,6 +56,18 @@ class FakeVoices:
         return self._known[key]
 
 
+# The 23 languages of Chatterbox's multilingual model (ISO 639-1), for a fake that speaks them.
+MULTILINGUAL_LANGUAGES = (
+    "ar", "da", "de", "el", "en", "es", "fi", "fr", "he", "hi", "it", "ja",
+    "ko", "ms", "nl", "no", "pl", "pt", "ru", "sv", "sw", "tr", "zh",
+)  # fmt: skip
+
+
+def multilingual_fake(**options: Any) -> FakeEngine:
+    """A fake engine that speaks what the multilingual model speaks."""
+    return FakeEngine(model_name="fake-multilingual", languages=MULTILINGUAL_LANGUAGES, **options)
+
+
 TOKENS_PER_CHUNK = 5  # the fake's T3 makes this many tokens per chunk of audio
 FAKE_STOP_TOKEN = 6562
 

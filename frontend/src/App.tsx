@@ -1,6 +1,7 @@
-import { useMemo, useState } from 'react';
-import { createChatterboxAPI } from './lib/api';
+import { useCallback, useMemo, useState } from 'react';
+import { createChatterboxAPI, type HealthInfo } from './lib/api';
 import { apiKeyStore } from './lib/apiKey';
+import { languagesFromHealth } from './lib/languages';
 import { ApiKeyField } from './components/ApiKeyField';
 import { HealthBadge } from './components/HealthBadge';
 import { LiveTextDemo } from './components/LiveTextDemo';
@@ -10,6 +11,13 @@ export function App() {
   const [apiKey, setApiKey] = useState(() => apiKeyStore.get());
   // A new client when the key changes, so what was loaded with the old one (voices) reloads.
   const api = useMemo(() => createChatterboxAPI({ apiKey: () => apiKey }), [apiKey]);
+  // What the model speaks, from the latest /health that says (a loading worker does not).
+  const [languages, setLanguages] = useState<string[]>([]);
+  const onHealth = useCallback((info: HealthInfo) => {
+    const listed = languagesFromHealth(info);
+    if (listed.length === 0) return;
+    setLanguages((known) => (known.join() === listed.join() ? known : listed));
+  }, []);
   return (
     <>
       <header className="topbar">
@@ -18,11 +26,11 @@ export function App() {
           <p className="tagline">Hear speech while it is still being generated.</p>
         </div>
         <ApiKeyField onChange={setApiKey} />
-        <HealthBadge api={api} />
+        <HealthBadge api={api} onHealth={onHealth} />
       </header>
       <main id="main">
-        <StreamingDemo api={api} />
-        <LiveTextDemo api={api} />
+        <StreamingDemo api={api} languages={languages} />
+        <LiveTextDemo api={api} languages={languages} />
       </main>
       <footer className="footer">
         <p>

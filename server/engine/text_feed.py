@@ -2,12 +2,14 @@
 
 The event loop pushes text; the device thread takes the segments that are complete as T3
 becomes free for them. Text becomes segments when it is pushed: up to the last sentence end
-(a terminator followed by white space), everything at a flush or at the end of the text, or,
-once the buffered text reaches the current threshold of the chunk-length schedule, up to the
-last space. What one push completes is split like a whole text (`split_into_segments`): a
-text pushed whole with a flush gives the same segments as the same text sent at once, and
-words pushed one by one give one segment per sentence, each generated as soon as it is
-complete (sentences are not held back to be merged with the next).
+(`text.SENTENCE_END`: a stop followed by white space, or a Chinese or Japanese full stop, which
+needs none), everything at a flush or at the end of the text, or, once the buffered text
+reaches the current threshold of the chunk-length schedule, up to the last space (or
+full-width comma, in scripts written without spaces). What one push completes is split like a
+whole text (`split_into_segments`): a text pushed whole with a flush gives the same segments
+as the same text sent at once, and words pushed one by one give one segment per sentence,
+each generated as soon as it is complete (sentences are not held back to be merged with the
+next).
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ import re
 import threading
 from collections.abc import Callable
 
-from server.engine.text import DEFAULT_MAX_SEGMENT_CHARS, split_into_segments
+from server.engine.text import DEFAULT_MAX_SEGMENT_CHARS, SENTENCE_END, split_into_segments
 
 # ElevenLabs' default `chunk_length_schedule`: characters buffered before the 1st, 2nd, ...
 # generation starts without a sentence end or flush (the last value repeats).
 DEFAULT_CHUNK_LENGTH_SCHEDULE = (120, 160, 250, 290)
-# A sentence ends at a terminator, possibly closed by quotes or brackets, then white space.
-_SENTENCE_END = re.compile(r"[.!?;…。！？][\"'”’)\]]*\s")
+# Where text without a sentence end may be cut once it is long enough: after a space, or after
+# a full-width comma in Chinese and Japanese, which have no spaces.
+_BREAK = re.compile(r"[ ，、：]")
 
 
 class TextFeed:
@@ -103,13 +106,15 @@ class TextFeed:
 
     def _cut(self) -> int:
         """How much of the buffer is complete without a flush."""
-        ends = list(_SENTENCE_END.finditer(self._buffer))
+        # A full stop at the very end of the buffer ends a sentence when it needs no space
+        # after it (。): a closing bracket sent apart from it then opens the next segment.
+        ends = list(SENTENCE_END.finditer(self._buffer))
         if ends:
             return ends[-1].end()
         threshold = self.schedule[min(self._generations, len(self.schedule) - 1)]
         if len(self._buffer.strip()) >= threshold:
-            space = self._buffer.rstrip().rfind(" ")
-            return space + 1 if space > 0 else len(self._buffer)
+            breaks = list(_BREAK.finditer(self._buffer.rstrip()))
+            return breaks[-1].end() if breaks and breaks[-1].start() > 0 else len(self._buffer)
         return 0
 
     def _notify(self) -> None:

@@ -23,13 +23,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 
-from server.elevenlabs_input import check_language, parse_seed, speech_values, stream_options
+from server.elevenlabs_input import LANGUAGE_FIELD, parse_seed, speech_values, stream_options
 from server.engine.types import Audio
 from server.errors import BadRequest
 from server.forms import parse_speech_fields, validate_text
 from server.output_formats import StreamEncoder
 from server.routes.disconnect import client_gone
-from server.synthesis import Synthesis, admit
+from server.synthesis import Synthesis, admit, spoken_languages
 from server.worker import Worker
 
 ENDPOINT = "v1/text-to-speech"
@@ -61,18 +61,24 @@ async def _admitted(request: Request) -> tuple[Synthesis, StreamEncoder, str]:
         raise BadRequest("the request body is not valid JSON") from None
     if not isinstance(body, dict):
         raise BadRequest("the request body must be a JSON object")
-    options = stream_options(request.query_params)
+    spoken = spoken_languages(worker)
+    options = stream_options(request.query_params, spoken)
     config = worker.config
     text = validate_text(body.get("text"), config.max_text_chars)
-    check_language(body.get("language_code"))
+    language = body.get(LANGUAGE_FIELD)
     seed = parse_seed(body.get("seed"))
     values = speech_values(
         request.path_params["voice_id"],
         body.get("voice_settings"),
         seed if seed is not None else options.seed,
+        options.language if language is None or language == "" else language,
     )
     fields = parse_speech_fields(
-        {**values, "text": text}, variant=config.model, max_text_chars=config.max_text_chars
+        {**values, "text": text},
+        variant=config.model,
+        max_text_chars=config.max_text_chars,
+        languages=spoken,
+        language_field=LANGUAGE_FIELD,
     )
     synthesis = await admit(worker, ENDPOINT, fields)
     fmt = options.output_format

@@ -26,11 +26,14 @@ What the clients do, and what we do for them:
   use), so it neither ends a context's input nor undoes an end. `close_socket` ends the socket
   gracefully: contexts not closed yet finish their flushed text (unflushed text is dropped, as
   for an interruption), then the server closes the socket (1000).
+- The query's `language_code` (ISO 639-1, any case, default `en`) is the language of every
+  context on the socket.
 - Errors are `{"message", "error", "code"}` (with the context's id when one context is at
   fault; the socket stays open). Protocol errors close the socket: 1003 for binary frames,
   1007 for invalid JSON, 1008 for a broken limit (`max_active_conversations`, text too long,
   `input_timeout_exceeded` after `inactivity_timeout` seconds without a message) or a bad query
-  parameter.
+  parameter (a `language_code` the model does not speak among them: `invalid_language_code`,
+  the languages it speaks in the message).
 """
 
 from __future__ import annotations
@@ -45,6 +48,7 @@ from typing import Any
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from server.elevenlabs_input import (
+    LANGUAGE_FIELD,
     StreamOptions,
     chunk_length_schedule,
     error_code,
@@ -55,7 +59,7 @@ from server.engine.text_feed import DEFAULT_CHUNK_LENGTH_SCHEDULE, TextFeed
 from server.engine.types import SAMPLE_RATE
 from server.errors import FieldError, ServiceError
 from server.forms import parse_speech_fields
-from server.synthesis import Synthesis, admit
+from server.synthesis import Synthesis, admit, spoken_languages
 from server.websocket_sender import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_NORMAL,
@@ -189,7 +193,9 @@ class ElevenLabsSocket:
     async def serve(self) -> None:
         await self.websocket.accept()
         try:
-            self.options = stream_options(self.websocket.query_params)
+            self.options = stream_options(
+                self.websocket.query_params, spoken_languages(self.worker)
+            )
             await self._read()
         except ProtocolError as exc:
             await self.send({"message": str(exc), "error": exc.error, "code": exc.code})
@@ -298,10 +304,18 @@ class ElevenLabsSocket:
             )
         schedule = chunk_length_schedule(message.get("generation_config"))
         feed = TextFeed(schedule or DEFAULT_CHUNK_LENGTH_SCHEDULE)
-        values = speech_values(self.voice_id, message.get("voice_settings"), self.options.seed)
+        options = self.options
+        values = speech_values(
+            self.voice_id, message.get("voice_settings"), options.seed, options.language
+        )
         config = self.worker.config
         fields = parse_speech_fields(
-            values, variant=config.model, max_text_chars=config.max_text_chars, text_feed=feed
+            values,
+            variant=config.model,
+            max_text_chars=config.max_text_chars,
+            text_feed=feed,
+            languages=spoken_languages(self.worker),
+            language_field=LANGUAGE_FIELD,
         )
         synthesis = await admit(self.worker, self.endpoint, fields)
         context = Context(self, context_id, feed)

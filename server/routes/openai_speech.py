@@ -2,8 +2,9 @@
 
 `stream_format: "audio"` with `pcm` or `wav` streams the bytes as they are generated (a WAV
 header with unknown sizes first); other formats are encoded once complete. `stream_format:
-"sse"` sends `speech.audio.delta` events and a final `speech.audio.done`. Errors use OpenAI's
-error shape (`server/error_responses.py`).
+"sse"` sends `speech.audio.delta` events and a final `speech.audio.done`. Two fields of our
+own (`extra_body` in OpenAI's SDKs): `seed` and `language` (ISO 639-1, default `en`). Errors
+use OpenAI's error shape (`server/error_responses.py`).
 """
 
 from __future__ import annotations
@@ -24,9 +25,9 @@ from server.audio import FILE_FORMATS, PCM_MEDIA_TYPE, encode_file, pcm16, strea
 from server.engine.schema import AudioChunk
 from server.error_responses import openai_body
 from server.errors import BadRequest, FieldError, ServiceError
-from server.forms import FIELDS, SpeechFields, default_params, validate_text
+from server.forms import FIELDS, SpeechFields, default_params, validate_language, validate_text
 from server.routes.disconnect import client_gone
-from server.synthesis import PING_SECONDS, Synthesis, admit
+from server.synthesis import PING_SECONDS, Synthesis, admit, spoken_languages
 from server.voice_resolver import VoiceChoice
 from server.worker import Worker
 
@@ -74,13 +75,15 @@ def parse_request(body: Any, worker: Worker) -> SpeechRequest:
     stream_format = body.get("stream_format", "audio")
     if stream_format not in ("audio", "sse"):
         raise FieldError("stream_format", "stream_format must be 'audio' or 'sse'")
-    # An extension OpenAI's clients send through `extra_body`: reproducible speech.
+    # Extensions OpenAI's clients send through `extra_body`: reproducible speech, and the
+    # language (OpenAI's model detects it; Chatterbox's multilingual model is told).
     seed = None if body.get("seed") is None else int(FIELDS["seed"].parse(body["seed"]))
     fields = SpeechFields(
         text=text,
         params=default_params(worker.config.model),
         seed=seed,
         voice=VoiceChoice(name=voice),
+        language=validate_language(body.get("language"), spoken_languages(worker)),
     )
     return SpeechRequest(fields, response_format, stream_format)
 

@@ -6,6 +6,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
+from server.synthesis import spoken_languages
 from server.worker import Worker, WorkerStatus
 
 
@@ -13,7 +14,11 @@ async def health(request: Request) -> Response:
     worker: Worker = request.app.state.worker
     # 503 for plain HTTP health checks (an outer load balancer, Kubernetes): send nothing here.
     status = 503 if worker.status in (WorkerStatus.FAILED, WorkerStatus.DRAINING) else 200
-    return JSONResponse(worker.health(), status_code=status)
+    body = worker.health()
+    # What `language` may be (ISO 639-1), once the model is loaded: the web app's picker.
+    if (languages := spoken_languages(worker)) is not None:
+        body["languages"] = list(languages)
+    return JSONResponse(body, status_code=status)
 
 
 async def metrics(request: Request) -> Response:

@@ -3,16 +3,18 @@
 One connection carries many requests, one after another. A request is one JSON text message:
 `{"text", "tokens_per_chunk", ...}` on `/ws/tts`, `{"type": "stream_request", "data": {"input",
 "voice", "chunk_size", ...}}` on `/ws/stream/audio`; every parameter of `/synthesize-stream`
-is accepted (a voice by id or name, not an uploaded prompt). The server answers each audio
+is accepted (a voice by id or name, not an uploaded prompt; `language`, each request its own).
+The server answers each audio
 chunk with a binary frame (PCM s16le, 24 kHz, mono) followed by a JSON message with the
 chunk's metrics (`{"type": "audio_chunk", ...}`, as the SSE event without the audio), and ends
 the request with `{"type": "complete", "stats": {...}}`. `{"type": "cancel"}` stops the running
 request (answered by `{"type": "cancelled"}`).
 
 Errors are `{"type": "error", "error", "field"?, "allowed"?, "retry_after"?}`. A request's
-own problem (a bad field, an unknown voice, a busy worker) leaves the connection open for the
-next request; a frame that is not a JSON object closes it (1003 for binary, 1007 for invalid
-JSON), and so does a worker that is not ready (1013, try again later).
+own problem (a bad field, a language the model does not speak, an unknown voice, a busy
+worker) leaves the connection open for the next request; a frame that is not a JSON object
+closes it (1003 for binary, 1007 for invalid JSON), and so does a worker that is not ready
+(1013, try again later).
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ from server.error_responses import native_body
 from server.errors import FieldError, NotReady, ServiceError
 from server.events import audio_chunk_metadata, done_event
 from server.forms import parse_speech_fields
-from server.synthesis import Synthesis, admit
+from server.synthesis import Synthesis, admit, spoken_languages
 from server.websocket_sender import (
     CLOSE_INVALID_PAYLOAD,
     CLOSE_TRY_AGAIN_LATER,
@@ -135,7 +137,10 @@ class SeedSocket:
             )
         config = self.worker.config
         fields = parse_speech_fields(
-            values, variant=config.model, max_text_chars=config.max_text_chars
+            values,
+            variant=config.model,
+            max_text_chars=config.max_text_chars,
+            languages=spoken_languages(self.worker),
         )
         synthesis = await admit(self.worker, self.endpoint, fields)
         self._running = asyncio.create_task(self._relay(synthesis))

@@ -17,13 +17,13 @@ from server.errors import ServiceError
 from server.events import audio_chunk_event, done_event, timing_headers, token_digest
 from server.form_input import read_speech_form
 from server.routes.disconnect import client_gone
-from server.synthesis import PING_SECONDS, Synthesis, admit
+from server.synthesis import PING_SECONDS, Synthesis, admit, spoken_languages
 from server.worker import Worker
 
 
 async def synthesize_stream(request: Request) -> Response:
     worker: Worker = request.app.state.worker
-    fields = await read_speech_form(request, worker.config)
+    fields = await read_speech_form(request, worker.config, spoken_languages(worker))
     synthesis = await admit(worker, "synthesize-stream", fields)
     return EventSourceResponse(_events(synthesis), ping=PING_SECONDS)
 
@@ -45,7 +45,7 @@ async def _events(synthesis: Synthesis) -> AsyncIterator[ServerSentEvent]:
 
 async def synthesize(request: Request) -> Response:
     worker: Worker = request.app.state.worker
-    fields = await read_speech_form(request, worker.config)
+    fields = await read_speech_form(request, worker.config, spoken_languages(worker))
     synthesis = await admit(worker, "synthesize", fields)
     result = await synthesis.whole(client_gone(request))
     summary = result.summary

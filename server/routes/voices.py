@@ -1,4 +1,7 @@
-"""The voice library: `POST /voices`, `GET /voices`, `DELETE /voices/{voice_id}`."""
+"""The voice library: `POST /voices`, `GET /voices`, `DELETE /voices/{voice_id}`.
+
+Each voice lists the model it was made for (`model`; null for voices saved before it was kept).
+"""
 
 from __future__ import annotations
 
@@ -42,7 +45,7 @@ async def create_voice(request: Request) -> Response:
         raise PayloadTooLarge(audio_field, limit)
     name = validate_name(name)
     voice = await resolver.conditionals_from_audio(audio, audio_field)
-    info = await asyncio.to_thread(worker.voices.save, name, voice)
+    info = await asyncio.to_thread(worker.voices.save, name, voice, resolver.model_name)
     return JSONResponse(asdict(info), status_code=201)
 
 

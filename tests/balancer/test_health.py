@@ -14,7 +14,7 @@ from server.app import create_app as create_worker_app
 from server.config import ServerConfig
 from server.engine.engine import SpeechEngine
 from tests.balancer.conftest import stream
-from tests.balancer.processes import FakeWorker, live_balancer, wait_for
+from tests.balancer.processes import FakeWorker, fake_workers, live_balancer, wait_for
 from tests.balancer.upstreams import endless
 from tests.live_server import LiveServer
 from tests.server.test_drain import RunningStream
@@ -89,3 +89,16 @@ def _status(url: str) -> str:
 
     status: str = httpx.get(f"{url}/health").json()["status"]
     return status
+
+
+def test_health_lists_the_languages_every_ready_worker_speaks(logs: Path) -> None:
+    # Any ready worker may get the next request: a language only some speak is not offered.
+    flags = ("--chunks", "2", "--delay", "0.01")
+    wide, narrow = ("--languages", "en,fr,ja,zh"), ("--languages", "zh,en,fr")
+    with fake_workers((*flags, *wide), (*flags, *narrow), log_dir=logs) as (a, b):
+        with live_balancer([a.url, b.url]) as lb:
+            assert httpx.get(f"{lb.url}/health").json()["languages"] == ["en", "fr", "zh"]
+            reported = lb.worker_stats(a.url)["worker_reported"]
+            assert reported["languages"] == ["en", "fr", "ja", "zh"]
+        with live_balancer([a.url]) as lb:
+            assert httpx.get(f"{lb.url}/health").json()["languages"] == ["en", "fr", "ja", "zh"]

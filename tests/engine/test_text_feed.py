@@ -97,3 +97,55 @@ def test_each_push_is_split_like_a_whole_text() -> None:
     assert feed.take() == ["One.", "Two!", "Three?", "Four. Five."]
     feed.end()
     assert feed.take() == ["And more"]
+
+
+# --- scripts other than Latin ---------------------------------------------------------------
+
+
+def test_chinese_sentences_complete_without_a_space_after_the_stop() -> None:
+    feed = TextFeed()
+    for piece in ("你好", "。", "我", "很好"):  # a language model's tokens
+        feed.push(piece)
+    assert feed.take() == ["你好。"]
+    feed.push("！你呢")
+    assert feed.take() == ["我很好！"]
+    feed.end()
+    assert feed.take() == ["你呢"]
+
+
+@pytest.mark.parametrize(
+    ("pieces", "first"),
+    [
+        (["今日は", "晴れです。", "散歩"], "今日は晴れです。"),
+        (["هل أنت ", "بخير؟ ", "نعم"], "هل أنت بخير؟"),
+        (["यह पहला ", "वाक्य है। ", "यह"], "यह पहला वाक्य है।"),
+        (["Τι ", "κάνεις\u037e ", "Καλά"], "Τι κάνεις\u037e"),
+        (["Well… ", "maybe"], "Well…"),
+    ],
+)
+def test_each_script_completes_a_segment_at_its_sentence_end(pieces: list[str], first: str) -> None:
+    feed = TextFeed()
+    for piece in pieces:
+        feed.push(piece)
+    assert feed.take() == [first]
+
+
+def test_a_full_width_point_between_digits_waits() -> None:
+    feed = TextFeed()
+    feed.push("価格は３．")
+    assert feed.take() == []
+    feed.push("５円です．次")
+    assert feed.take() == ["価格は３．５円です．"]
+
+
+def test_a_schedule_cut_without_spaces_ends_at_a_full_width_comma() -> None:
+    feed = TextFeed(schedule=(10,))
+    feed.push("一二三四五，六七八九十一二")
+    assert feed.take() == ["一二三四五，"]
+
+
+def test_chinese_pushed_whole_splits_like_the_same_text_at_once() -> None:
+    text = "第一句话。第二句话！" + "很长的一个分句，" * 50 + "完。"
+    feed = TextFeed()
+    feed.push(text, flush=True)
+    assert feed.take() == split_into_segments(text)

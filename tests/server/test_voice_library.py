@@ -49,7 +49,7 @@ def test_concurrent_saves_of_one_voice_leave_one_whole_voice(tmp_path: Path) -> 
     library = VoiceLibrary(tmp_path, CPU)
     voice = fake_voice("a" * 64)
     names = ["Narrator", "narrator", "NARRATOR ", "Narrator"] * 2  # one id for all
-    infos = run_together([functools.partial(library.save, n.strip(), voice) for n in names])
+    infos = run_together([functools.partial(library.save, n.strip(), voice, "fake") for n in names])
     assert len({info.id for info in infos}) == 1
     [saved] = library.list()
     assert saved.name.lower() == "narrator"
@@ -61,7 +61,7 @@ def test_concurrent_saves_of_one_voice_leave_one_whole_voice(tmp_path: Path) -> 
 def test_readers_never_see_a_voice_half_rewritten(tmp_path: Path) -> None:
     library = VoiceLibrary(tmp_path, CPU)
     voice = fake_voice("b" * 64)
-    voice_id = library.save("Reader", voice).id
+    voice_id = library.save("Reader", voice, "fake").id
     stop = threading.Event()
     problems: list[BaseException] = []
 
@@ -78,7 +78,7 @@ def test_readers_never_see_a_voice_half_rewritten(tmp_path: Path) -> None:
     for reader in readers:
         reader.start()
     try:
-        run_together([lambda: [library.save("Reader", voice) for _ in range(10)]] * 3)
+        run_together([lambda: [library.save("Reader", voice, "fake") for _ in range(10)]] * 3)
     finally:
         stop.set()
         for reader in readers:
@@ -90,14 +90,18 @@ def test_readers_never_see_a_voice_half_rewritten(tmp_path: Path) -> None:
 def test_saves_racing_deletes_leave_all_or_nothing(tmp_path: Path) -> None:
     library = VoiceLibrary(tmp_path, CPU)
     voice = fake_voice("c" * 64)
-    voice_id = library.save("Racer", voice).id
+    voice_id = library.save("Racer", voice, "fake").id
 
     def delete_quietly() -> None:
         for _ in range(10):
             with contextlib.suppress(VoiceNotFoundError):
                 library.delete(voice_id)
 
-    run_together([lambda: [library.save("Racer", voice) for _ in range(10)], delete_quietly])
+    def save_repeatedly() -> None:
+        for _ in range(10):
+            library.save("Racer", voice, "fake")
+
+    run_together([save_repeatedly, delete_quietly])
     left = library.list()
     assert [v.id for v in left] in ([], [voice_id])
     if left:

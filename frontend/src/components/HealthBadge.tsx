@@ -1,6 +1,9 @@
-/** The service's state in the header: ready, model loading, or unreachable. */
-import { useEffect, useState } from 'react';
-import type { ChatterboxAPI } from '../lib/api';
+/**
+ * The service's state in the header: ready, model loading, or unreachable. Each answer is
+ * also handed to `onHealth` (the languages the model speaks are in it).
+ */
+import { useEffect, useRef, useState } from 'react';
+import type { ChatterboxAPI, HealthInfo } from '../lib/api';
 
 type Health = 'checking' | 'ready' | 'degraded' | 'loading' | 'down' | 'unreachable';
 
@@ -30,8 +33,19 @@ function classify(status: string): Health {
 
 const POLL_MS = 10_000;
 
-export function HealthBadge({ api }: { api: ChatterboxAPI }) {
+export function HealthBadge({
+  api,
+  onHealth,
+}: {
+  api: ChatterboxAPI;
+  onHealth?: (info: HealthInfo) => void;
+}) {
   const [health, setHealth] = useState<Health>('checking');
+  // The latest callback, without restarting the polling when it changes.
+  const onHealthRef = useRef(onHealth);
+  useEffect(() => {
+    onHealthRef.current = onHealth;
+  }, [onHealth]);
 
   useEffect(() => {
     let alive = true;
@@ -40,6 +54,7 @@ export function HealthBadge({ api }: { api: ChatterboxAPI }) {
       try {
         const info = await api.health();
         next = classify(info.status);
+        if (alive) onHealthRef.current?.(info);
       } catch {
         next = 'unreachable';
       }

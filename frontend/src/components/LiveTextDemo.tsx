@@ -2,14 +2,24 @@
  * "Live text": sends text a word at a time over the ElevenLabs-style WebSocket
  * (`/v1/text-to-speech/{voice}/multi-stream-input`), as a voice agent streams a language model's
  * reply, and plays the speech as it arrives; shows the time to first audio and, per sentence,
- * when its last word was sent and when its first audio started playing. The logic is
+ * when its last word was sent and when its first audio started playing. When the model speaks
+ * more than English, the language goes as the socket's `language_code`. The logic is
  * lib/liveTextSession (and lib/textStream); this component renders its view and wires it.
  */
 import { useEffect, useId, useMemo, useState, type KeyboardEvent } from 'react';
+import { LanguagePicker } from './LanguagePicker';
 import { SessionStatus } from './SessionStatus';
 import { useSessionTicks } from './useSessionTicks';
 import { chatterboxAPI, type ChatterboxAPI, type VoiceInfo } from '../lib/api';
 import { formatSeconds } from '../lib/format';
+import {
+  DEFAULT_LANGUAGE,
+  NO_LANGUAGES,
+  canChooseLanguage,
+  effectiveLanguage,
+  textDirection,
+  textForLanguage,
+} from '../lib/languages';
 import {
   IDLE_LIVE_VIEW,
   LiveTextSession,
@@ -37,9 +47,18 @@ function since(view: LiveTextView, at: number | null): string {
   return at === null || view.origin === null ? '–' : formatSeconds((at - view.origin) / 1000);
 }
 
-export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
+export function LiveTextDemo({
+  api = chatterboxAPI,
+  languages = NO_LANGUAGES,
+}: {
+  api?: ChatterboxAPI;
+  /** What the server's model speaks (ISO 639-1); a picker shows when that is more than one. */
+  languages?: readonly string[];
+}) {
   const uid = useId();
   const [text, setText] = useState(LIVE_DEFAULT_TEXT);
+  const [chosenLanguage, setChosenLanguage] = useState(DEFAULT_LANGUAGE);
+  const language = effectiveLanguage(chosenLanguage, languages);
   const [pace, setPace] = useState(DEFAULT_WORDS_PER_SECOND);
   const [voiceId, setVoiceId] = useState(DEFAULT_VOICE_ID);
   const [voices, setVoices] = useState<VoiceInfo[]>([]);
@@ -83,7 +102,13 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
       return;
     }
     setTextError(null);
-    void session.start({ text, wordsPerSecond: pace, voiceId });
+    void session.start({
+      text,
+      wordsPerSecond: pace,
+      voiceId,
+      // Only to a model that speaks more than English: older servers may not know it.
+      ...(canChooseLanguage(languages) ? { languageCode: language } : {}),
+    });
   };
 
   const onTextKey = (e: KeyboardEvent<HTMLTextAreaElement>): void => {
@@ -117,6 +142,8 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
             <textarea
               id={`${uid}-text`}
               rows={5}
+              lang={language}
+              dir={textDirection(language)}
               maxLength={LIVE_MAX_TEXT_CHARS}
               value={text}
               disabled={open}
@@ -133,6 +160,18 @@ export function LiveTextDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
             </p>
             {textError && <p className="field-error">{textError}</p>}
           </div>
+
+          <LanguagePicker
+            id={`${uid}-language`}
+            languages={languages}
+            value={language}
+            disabled={open}
+            onChange={(code) => {
+              setText((current) => textForLanguage(current, language, code, LIVE_DEFAULT_TEXT));
+              setChosenLanguage(code);
+              setTextError(null);
+            }}
+          />
 
           <div className="field">
             <div className="param-head">

@@ -1,11 +1,20 @@
 /**
- * The demo page: text, voice and parameters; "Play" streams through the StreamingAudioPlayer;
+ * The demo page: text, language (when the model speaks more than English), voice and
+ * parameters; "Play" streams through the StreamingAudioPlayer;
  * "Compare" streams the same text and then synthesizes it the regular way, and charts how long
  * each took to produce its first audio.
  */
-import { useEffect, useRef, useState, type KeyboardEvent } from 'react';
+import { useEffect, useMemo, useRef, useState, type KeyboardEvent } from 'react';
 import { chatterboxAPI, type ChatterboxAPI, type SynthesisParams } from '../lib/api';
 import { ChatterboxError, asChatterboxError, isAbort } from '../lib/errors';
+import {
+  DEFAULT_LANGUAGE,
+  NO_LANGUAGES,
+  canChooseLanguage,
+  effectiveLanguage,
+  textDirection,
+  textForLanguage,
+} from '../lib/languages';
 import {
   ADVANCED_PARAMS,
   ALL_PARAMS,
@@ -18,6 +27,7 @@ import {
 } from '../lib/params';
 import { DEFAULT_VOICE, checkAudioFile, type VoiceChoice } from '../lib/voiceChoice';
 import { ComparisonChart, type ComparisonRow } from './ComparisonChart';
+import { LanguagePicker } from './LanguagePicker';
 import { ParameterControls } from './ParameterControls';
 import {
   StreamingAudioPlayer,
@@ -30,6 +40,7 @@ export const DEFAULT_TEXT =
   'Hello! This is Chatterbox, speaking while the rest of this sentence is still being generated.';
 export const MAX_TEXT_CHARS = 4096;
 const TEXT_ID = 'synthesis-text';
+const LANGUAGE_ID = 'synthesis-language';
 
 interface Comparison {
   stage: 'streaming' | 'regular' | 'done' | 'error' | 'cancelled';
@@ -44,9 +55,11 @@ function focusField(field: string): void {
   const id =
     field === 'text'
       ? TEXT_ID
-      : ALL_PARAMS.some((p) => p.name === field)
-        ? paramInputId(field)
-        : null;
+      : field === 'language'
+        ? LANGUAGE_ID
+        : ALL_PARAMS.some((p) => p.name === field)
+          ? paramInputId(field)
+          : null;
   // After React has rendered (an advanced field may have just been revealed).
   requestAnimationFrame(() => {
     if (id) document.getElementById(id)?.focus();
@@ -64,10 +77,24 @@ function revealPlayer(): void {
   }
 }
 
-export function StreamingDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) {
+export function StreamingDemo({
+  api = chatterboxAPI,
+  languages = NO_LANGUAGES,
+}: {
+  api?: ChatterboxAPI;
+  /** What the server's model speaks (ISO 639-1); a picker shows when that is more than one. */
+  languages?: readonly string[];
+}) {
   const playerRef = useRef<StreamingAudioPlayerHandle>(null);
   const regularAbort = useRef<AbortController | null>(null);
   const [text, setText] = useState(DEFAULT_TEXT);
+  const [chosenLanguage, setChosenLanguage] = useState(DEFAULT_LANGUAGE);
+  const language = useMemo(
+    () => effectiveLanguage(chosenLanguage, languages),
+    [chosenLanguage, languages],
+  );
+  // Sent only to a model that speaks more than English: older servers may not know the field.
+  const sentLanguage = canChooseLanguage(languages) ? language : undefined;
   const [values, setValues] = useState<ParamValues>(defaultParamValues);
   const [errors, setErrors] = useState<FieldErrors>({});
   const [advancedOpen, setAdvancedOpen] = useState(false);
@@ -102,6 +129,7 @@ export function StreamingDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) 
     const found: FieldErrors = {};
     if (!text.trim()) found.text = 'Type some text to speak.';
     const params: SynthesisParams = { text };
+    if (sentLanguage) params.language = sentLanguage;
     for (const spec of ALL_PARAMS) {
       const parsed = parseParam(spec, values[spec.name]);
       if (!parsed.ok) found[spec.name] = parsed.error;
@@ -243,6 +271,8 @@ export function StreamingDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) 
           <textarea
             id={TEXT_ID}
             rows={5}
+            lang={language}
+            dir={textDirection(language)}
             maxLength={MAX_TEXT_CHARS}
             value={text}
             onChange={(e) => {
@@ -258,6 +288,18 @@ export function StreamingDemo({ api = chatterboxAPI }: { api?: ChatterboxAPI }) 
           </p>
           {errors.text && <p className="field-error">{errors.text}</p>}
         </div>
+
+        <LanguagePicker
+          id={LANGUAGE_ID}
+          languages={languages}
+          value={language}
+          onChange={(code) => {
+            setText((current) => textForLanguage(current, language, code, DEFAULT_TEXT));
+            setChosenLanguage(code);
+            setErrors((e) => ({ ...e, language: undefined, text: undefined }));
+          }}
+          error={errors.language}
+        />
 
         <VoicePicker
           api={api}

@@ -53,6 +53,8 @@ export interface SynthesisParams {
   repetition_penalty?: number;
   /** A saved voice's id (not together with an audio prompt). */
   voice?: string;
+  /** ISO 639-1; the server's default is English. */
+  language?: string;
 }
 
 export interface StreamCallbacks {
@@ -84,10 +86,14 @@ export interface VoiceInfo {
   name: string;
   created_at: number;
   prompt_sha256: string;
+  /** The model the voice was made for (it is refused by others); null: not recorded. */
+  model?: string | null;
 }
 
 export interface HealthInfo {
   status: string;
+  /** A worker's: the languages its model speaks (ISO 639-1), once it is loaded. */
+  languages?: unknown;
   [key: string]: unknown;
 }
 

@@ -52,11 +52,13 @@ function seconds(n: number): string {
 }
 
 const AUDIO_FIELDS = new Set(['audio_prompt', 'audio']);
+// Their `allowed` is a list of codes, which the server's message already gives.
+const LANGUAGE_FIELDS = new Set(['language', 'language_code']);
 
 /** The plain-words message for a 422 body naming a field. */
 export function fieldMessage(field: string, error: string, allowed?: string): string {
   const label = fieldLabel(field);
-  if (allowed && !AUDIO_FIELDS.has(field) && field !== 'text') {
+  if (allowed && !AUDIO_FIELDS.has(field) && !LANGUAGE_FIELDS.has(field) && field !== 'text') {
     const article = allowed.startsWith('integer') ? 'an' : 'a';
     return `${label} must be ${article} ${allowed}.`;
   }

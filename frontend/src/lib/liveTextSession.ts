@@ -116,6 +116,8 @@ export interface LiveTextRequest {
   /** `default`, an OpenAI voice name, or a saved voice's id. */
   voiceId: string;
   voiceSettings?: VoiceSettings;
+  /** ISO 639-1 (`language_code`); none: the server's default, English. */
+  languageCode?: string;
 }
 
 export interface LiveTextResult {
@@ -130,8 +132,8 @@ export interface LiveTextSessionOptions {
   audio?: AudioProvider;
   clock?: Clock;
   socket?: WebSocketFactory;
-  /** The socket URL for a voice (default: the page's origin). */
-  url?: (voiceId: string) => string;
+  /** The socket URL for a voice and language (default: the page's origin). */
+  url?: (voiceId: string, languageCode?: string) => string;
   /**
    * A single-use token for the socket when the service checks keys (api.socketToken), asked
    * for just before each connection; null: connect without one.
@@ -150,8 +152,8 @@ function newContextId(): string {
   return `live-${Date.now().toString(36)}-${contexts}`;
 }
 
-function pageUrl(voiceId: string): string {
-  return textStreamUrl(window.location, voiceId);
+function pageUrl(voiceId: string, languageCode?: string): string {
+  return textStreamUrl(window.location, voiceId, undefined, languageCode);
 }
 
 interface Run {
@@ -173,7 +175,7 @@ export class LiveTextSession {
   private readonly audio: AudioProvider;
   private readonly clock: Clock;
   private readonly socket: WebSocketFactory | undefined;
-  private readonly url: (voiceId: string) => string;
+  private readonly url: (voiceId: string, languageCode?: string) => string;
   private socketToken: (() => Promise<string | null>) | undefined;
   private readonly contextId: () => string;
   private readonly publish: (trace: PlaybackTrace) => void;
@@ -280,7 +282,7 @@ export class LiveTextSession {
     });
 
     const client = new TextStreamClient({
-      url: this.url(request.voiceId),
+      url: this.url(request.voiceId, request.languageCode),
       contextId: this.contextId(),
       voiceSettings: request.voiceSettings ?? {},
       ...(this.socket ? { socket: this.socket } : {}),
@@ -330,7 +332,7 @@ export class LiveTextSession {
     };
     this.run = run;
     if (this.socketToken) {
-      const url = this.url(request.voiceId);
+      const url = this.url(request.voiceId, request.languageCode);
       this.socketToken().then(
         (token) => {
           if (isCurrent()) client.connect(withSocketToken(url, token));

@@ -102,6 +102,8 @@ const LABELS: Record<string, string> = {
   audio_prompt: 'Audio prompt',
   audio: 'Voice recording',
   name: 'Voice name',
+  language: 'Language',
+  language_code: 'Language',
 };
 
 /** A person's name for a form field the server named. */

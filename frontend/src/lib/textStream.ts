@@ -6,7 +6,8 @@
  * `isFinal`. Plain TypeScript, no React:
  *
  * - `splitWords`, `planSentences`: the text as the words that are sent (each with its trailing
- *   space) and the sentences they make, split where the server's text feed splits them.
+ *   space; Chinese and Japanese, written without spaces, a character at a time) and the
+ *   sentences they make, split where the server's text feed splits them.
  * - `TextStreamClient`: one context over one socket (the messages and their order, the server's
  *   replies parsed, errors and unexpected closes reported).
  * - `WordPacer`: sends words at a steady pace on an injectable clock, without drift.
@@ -21,20 +22,40 @@ export const TEXT_STREAM_SAMPLE_RATE = 24000;
 
 // --- the text ----------------------------------------------------------------------------
 
-/** The text as it is sent: one piece per word, each ending with a space. */
+// Ideographs and kana: Chinese and Japanese, written without spaces between words.
+const CJK = '\u3040-\u30ff\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff';
+// One ideograph or kana with the punctuation after it, or a run of anything else.
+const PIECE = new RegExp(`[${CJK}][^${CJK}\\p{L}\\p{N}]*|[^${CJK}]+`, 'gu');
+
+/**
+ * The text as it is sent, as a language model would write it: one piece per word, the last
+ * piece of each ending with a space; runs of Chinese or Japanese a character at a time.
+ */
 export function splitWords(text: string): string[] {
   return text
     .split(/\s+/)
     .filter((word) => word.length > 0)
-    .map((word) => `${word} `);
+    .flatMap((word) => {
+      const pieces = word.match(PIECE) ?? [word];
+      return pieces.map((piece, i) => (i === pieces.length - 1 ? `${piece} ` : piece));
+    });
 }
 
-// Where the server's text feed ends a sentence (server/engine/text_feed.py): a terminator,
-// possibly closed by quotes or brackets, then white space (which every sent word ends with).
-const SENTENCE_END = /[.!?;…。！？]["'”’)\]]*\s*$/;
+// Where the server ends a sentence (SENTENCE_END in server/engine/text.py): a stop, possibly
+// closed by quotes or brackets, then white space (which a word's last piece ends with); a
+// Chinese or Japanese full stop needs none; a half-width one does before an ideograph.
+const CLOSERS = '"\'”’)\\]»›」』）】》〉〕］｝';
+const SPACED_STOPS = '.!?;…‼⁇⁈⁉\u037e؟؛۔।॥';
+const WIDE_END = new RegExp(`[。！？｡；．][${CLOSERS}]*\\s*$`, 'u');
+const SPACED_END = new RegExp(`[${SPACED_STOPS}][${CLOSERS}]*(\\s*)$`, 'u');
+const CJK_START = new RegExp(`^[${CJK}]`, 'u');
 
-export function endsSentence(word: string): boolean {
-  return SENTENCE_END.test(word);
+/** Whether the server ends a sentence after `word` (`next`: the word after it, if any). */
+export function endsSentence(word: string, next?: string): boolean {
+  if (WIDE_END.test(word)) return true;
+  const spaced = SPACED_END.exec(word);
+  if (!spaced) return false;
+  return spaced[1] !== '' || (next !== undefined && CJK_START.test(next));
 }
 
 export interface SentencePlan {
@@ -50,7 +71,7 @@ export function planSentences(words: readonly string[]): SentencePlan[] {
   const sentences: SentencePlan[] = [];
   let first = 0;
   words.forEach((word, i) => {
-    if (endsSentence(word) || i === words.length - 1) {
+    if (endsSentence(word, words[i + 1]) || i === words.length - 1) {
       sentences.push({
         text: words
           .slice(first, i + 1)
@@ -67,15 +88,20 @@ export function planSentences(words: readonly string[]): SentencePlan[] {
 
 // --- the protocol ------------------------------------------------------------------------
 
-/** The socket's URL on the page's origin (ws: for http:, wss: for https:). */
+/**
+ * The socket's URL on the page's origin (ws: for http:, wss: for https:), with the language
+ * (ISO 639-1) as ElevenLabs names it, when one is given.
+ */
 export function textStreamUrl(
   location: { protocol: string; host: string },
   voiceId: string,
   outputFormat = TEXT_STREAM_OUTPUT_FORMAT,
+  languageCode?: string,
 ): string {
   const scheme = location.protocol === 'https:' ? 'wss:' : 'ws:';
   const voice = encodeURIComponent(voiceId || 'default');
   const query = new URLSearchParams({ output_format: outputFormat });
+  if (languageCode) query.set('language_code', languageCode);
   return `${scheme}//${location.host}/v1/text-to-speech/${voice}/multi-stream-input?${query.toString()}`;
 }
 

@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import type { Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { checkSchedule, checkTone, scheduledEnd, sineStep } from './audioChecks';
+import { LANGUAGES } from '../../src/lib/languages';
 import { toneWav } from './audioFiles';
 import { launchBrowser, openPage, readRecording, waitForRecordingThrough } from './browser';
 import { playbackTrace, unexpectedConsoleErrors, waitForStatus } from './pageHelpers';
@@ -199,6 +200,54 @@ describe('streaming playback (fake engine)', () => {
       .setInputFiles({ name: 'me.wav', mimeType: 'audio/wav', buffer: toneWav(6) });
     await page.getByRole('button', { name: 'Play', exact: true }).click();
     await waitForStatus(page, 'Finished.');
+    await context.close();
+  });
+
+  it('offers the languages /health lists, with a sample in each, and sends the choice', async () => {
+    const { page, context, consoleErrors } = await openPage(browser, stack.url);
+    await page.getByText('Server ready').waitFor();
+    const picker = page.locator('#synthesis-language');
+    expect(await picker.count()).toBe(0); // the fake model speaks English only: no choice
+    const text = page.getByLabel('Text to speak');
+    const english = await text.inputValue();
+
+    // Say the model speaks Japanese too: the worker, which does not, refuses it as it should.
+    await page.route('**/health', async (route) => {
+      const response = await route.fetch();
+      const body = (await response.json()) as Record<string, unknown>;
+      await route.fulfill({ response, json: { ...body, languages: ['en', 'ja'] } });
+    });
+    await page.reload();
+    await picker.waitFor();
+    await picker.selectOption('ja');
+    await expect(text.inputValue()).resolves.toBe(LANGUAGES.ja?.sample);
+    await expect(text.getAttribute('lang')).resolves.toBe('ja');
+
+    let form = '';
+    page.on('request', (r) => {
+      if (r.url().endsWith('/synthesize-stream')) form = r.postData() ?? '';
+    });
+    await page.getByRole('button', { name: 'Play', exact: true }).click();
+    const refusal = "Language 'ja' is not spoken here; the loaded model speaks en.";
+    await page.getByTestId('player-error').filter({ hasText: refusal }).waitFor();
+    await page.locator('.field-error').filter({ hasText: refusal }).waitFor();
+    expect(await page.evaluate(() => document.activeElement?.id)).toBe('synthesis-language');
+    expect(form).toMatch(/name="language"\r\n\r\nja\r\n/);
+
+    await picker.selectOption('en');
+    await expect(text.inputValue()).resolves.toBe(english);
+    await page.getByRole('button', { name: 'Play', exact: true }).click();
+    await waitForStatus(page, 'Finished.');
+    expect(form).toMatch(/name="language"\r\n\r\nen\r\n/);
+
+    // The live-text demo sends it as ElevenLabs' `language_code`.
+    const live = page.getByRole('region', { name: 'Live text' });
+    await live.getByRole('combobox', { name: 'Language' }).selectOption('ja');
+    const socket = page.waitForEvent('websocket');
+    await live.getByRole('button', { name: 'Start' }).click();
+    expect((await socket).url()).toMatch(/[?&]language_code=ja(&|$)/);
+    await page.getByTestId('live-error').filter({ hasText: "'ja' is not spoken here" }).waitFor();
+    expect(unexpectedConsoleErrors(consoleErrors, [422])).toEqual([]);
     await context.close();
   });
 

@@ -331,4 +331,9 @@ describe('buildForm', () => {
     expect(form.has('voice')).toBe(false);
     expect((form.get('audio_prompt') as File).name).toBe('me.flac');
   });
+
+  it('sends the language as a form field', () => {
+    expect(buildForm({ text: 'こんにちは', language: 'ja' }).get('language')).toBe('ja');
+    expect(buildForm({ text: 'hi' }).has('language')).toBe(false);
+  });
 });

@@ -18,6 +18,14 @@ describe('errors', () => {
         '1-4096 characters',
       ),
     ).toBe('Text has 5000 characters; at most 4096 are allowed.');
+    // A language's `allowed` is the model's list: the server's sentence says it all.
+    expect(
+      fieldMessage(
+        'language',
+        "language 'fr' is not spoken here; the loaded model speaks en",
+        'en',
+      ),
+    ).toBe("Language 'fr' is not spoken here; the loaded model speaks en.");
   });
 
   it('says when the model failed to load', async () => {

@@ -47,7 +47,9 @@ function setup(options: { supported?: boolean } = {}) {
     audio,
     clock,
     socket: sockets.factory,
-    url: (voice) => `ws://test/v1/text-to-speech/${voice}/multi-stream-input`,
+    url: (voice, language) =>
+      `ws://test/v1/text-to-speech/${voice}/multi-stream-input` +
+      (language ? `?language_code=${language}` : ''),
     contextId: () => CONTEXT,
     publish: (trace) => traces.push(trace),
   });
@@ -77,6 +79,22 @@ afterEach(() => {
 });
 
 describe('LiveTextSession', () => {
+  it('opens the socket with the language, and plans Chinese sentences as the server splits them', () => {
+    const { session, view, socket } = setup();
+    void session.start({
+      text: '你好。我很好！',
+      wordsPerSecond: 10,
+      voiceId: 'default',
+      languageCode: 'zh',
+    });
+    expect(socket().url).toBe(
+      'ws://test/v1/text-to-speech/default/multi-stream-input?language_code=zh',
+    );
+    expect(view().sentences.map((s) => s.text)).toEqual(['你好。', '我很好！']);
+    expect(view().wordsTotal).toBe(5);
+    session.stop();
+  });
+
   it('sends the text word by word at the pace, then flush and close_context; plays the audio; completes on isFinal', async () => {
     const { session, ctx, view, views, socket, trace, audio } = setup();
     const t0 = Date.now();

@@ -70,6 +70,50 @@ describe('the text: words and sentences', () => {
     }
   });
 
+  it('sends Chinese and Japanese a character at a time, punctuation with its character', () => {
+    expect(splitWords('你好。我很好！')).toEqual(['你', '好。', '我', '很', '好！ ']);
+    expect(splitWords('「行こう。」と\n言った')).toEqual([
+      '「',
+      '行',
+      'こ',
+      'う。」',
+      'と ',
+      '言',
+      'っ',
+      'た ',
+    ]);
+    expect(splitWords('我用iPhone。好')).toEqual(['我', '用', 'iPhone。', '好 ']);
+  });
+
+  it('ends sentences where the server does in every script', () => {
+    for (const word of [
+      '好。',
+      'う。」',
+      '好！ ',
+      'す．',
+      'بخير؟ ',
+      'है। ',
+      'है॥ ',
+      'κάνεις\u037e ',
+    ]) {
+      expect(endsSentence(word), word).toBe(true);
+    }
+    for (const word of ['好', '好，', 'hi!', 'بخير، ', 'κάνεις\u037e']) {
+      expect(endsSentence(word), word).toBe(false);
+    }
+    // A half-width stop with no space after it, before an ideograph: as the server sees it.
+    expect(endsSentence('Hi!', '你')).toBe(true);
+    expect(endsSentence('Hi!', 'there')).toBe(false);
+  });
+
+  it('plans the sentences of text without spaces', () => {
+    expect(planSentences(splitWords('你好。我很好！你呢')).map((s) => s.text)).toEqual([
+      '你好。',
+      '我很好！',
+      '你呢',
+    ]);
+  });
+
   it('plans sentences by word index; the last word always ends one', () => {
     const words = splitWords('One two. Three! Four five six');
     expect(planSentences(words)).toEqual([
@@ -91,6 +135,12 @@ describe('the protocol', () => {
     );
     expect(textStreamUrl({ protocol: 'http:', host: 'h' }, '', 'pcm_16000')).toBe(
       'ws://h/v1/text-to-speech/default/multi-stream-input?output_format=pcm_16000',
+    );
+  });
+
+  it('puts the language in the URL as ElevenLabs names it', () => {
+    expect(textStreamUrl({ protocol: 'http:', host: 'h' }, 'default', undefined, 'ja')).toBe(
+      'ws://h/v1/text-to-speech/default/multi-stream-input?output_format=pcm_24000&language_code=ja',
     );
   });
 

@@ -9,7 +9,8 @@
 #       [--ready-timeout 900] [--drain-timeout 30] [--restart-limit 5] [--restart-delay 1]
 #       [-- extra worker flags]
 #
-# Worker N listens on 127.0.0.1:(worker-port + N) with CUDA_VISIBLE_DEVICES=N and logs to
+# Worker N listens on 127.0.0.1:(worker-port + N) on GPU N (the N-th of a CUDA_VISIBLE_DEVICES
+# list the caller set) and logs to
 # logs/gpuN_streaming_server.log (logs/cpuN_... on CPU); the balancer listens on --host:--port
 # and logs to logs/loadbalancer_streaming.log. A process that dies is restarted (given up on
 # after repeated fast failures); SIGHUP restarts the workers one at a time without failing a

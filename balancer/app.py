@@ -12,8 +12,10 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from access.gate import Gatekeeper
+from access.key_file import load_key_file
+from access.keys import ApiKey, KeyRing, Role, digest
 from balancer.breaker import CircuitBreaker
-from balancer.config import BalancerConfig
+from balancer.config import SUPERVISOR_KEY_NAME, BalancerConfig
 from balancer.counters import TotalCounters
 from balancer.discovery import Discovery, sources_from
 from balancer.health import HealthChecker
@@ -156,9 +158,12 @@ def create_app(config: BalancerConfig) -> BalancerApp:
 def keys_from(config: BalancerConfig) -> Gatekeeper | None:
     if config.api_keys_file is None:
         return None
-    return Gatekeeper.from_file(
-        config.api_keys_file,
-        default_max_streams=config.key_max_streams,
+    keys = list(load_key_file(config.api_keys_file))
+    if config.supervisor_key:
+        keys.append(ApiKey(SUPERVISOR_KEY_NAME, Role.ADMIN, digest(config.supervisor_key)))
+    return Gatekeeper(
+        KeyRing(keys),
+        default_max_streams=config.key_max_streams or None,
         retry_after=config.retry_after,
         restrict_ops=config.restrict_ops,
     )

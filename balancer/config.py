@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
@@ -89,6 +89,13 @@ class BalancerConfig:
     workers_file: Path | None = None
     workers_dns: DnsName | None = None
     discovery_interval: float = DEFAULT_DISCOVERY_INTERVAL_S
+    # An admin key for the supervisor of `start_streaming_servers.sh` (its readiness checks read
+    # /stats, which `--restrict-ops` closes), from the environment only: never in argv or repr.
+    supervisor_key: str | None = field(default=None, repr=False)
+
+
+SUPERVISOR_KEY_ENV = "BALANCER_SUPERVISOR_KEY"
+SUPERVISOR_KEY_NAME = "supervisor"  # the name /stats and the logs show for it
 
 
 def worker_url(raw: str) -> str:
@@ -311,4 +318,5 @@ def parse_config(
         workers_file=workers_file,
         workers_dns=workers_dns,
         discovery_interval=float(args.discovery_interval),
+        supervisor_key=env.get(SUPERVISOR_KEY_ENV) or None,
     )

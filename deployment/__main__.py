@@ -4,11 +4,22 @@ of this machine, started, health-checked and kept running. `--help` lists the fl
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 import subprocess
 import sys
 from collections.abc import Sequence
 
-from deployment.plan import Options, Program, Role, detect_gpus, parse_options, plan
+from deployment.plan import (
+    Options,
+    PlanError,
+    Program,
+    Role,
+    detect_gpus,
+    parse_options,
+    plan,
+    visible_devices,
+)
 from deployment.restarts import RestartPolicy
 from deployment.supervisor import Supervisor
 
@@ -66,13 +77,18 @@ def banner(programs: Sequence[Program], options: Options) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(sys.argv[1:] if argv is None else argv)
+    try:  # before anything is built or started
+        key = secrets.token_urlsafe(32)  # new each start: it lives only in our children
+        programs = plan(options, detect_gpus(), visible_devices(os.environ), key)
+    except PlanError as exc:
+        print(f"start_streaming_servers.sh: error: {exc}", file=sys.stderr)
+        return 2
     options.log_dir.mkdir(parents=True, exist_ok=True)
     options.voices_dir.mkdir(parents=True, exist_ok=True)
     if options.random_weights:
         print(NOISE_BANNER, flush=True)
         if not prepare_random_checkpoint(options):
             return 1
-    programs = plan(options, detect_gpus())
     text = banner(programs, options)
     supervisor = Supervisor(
         programs,

@@ -1,7 +1,8 @@
 """What a deployment on this machine runs: the flags of `start_streaming_servers.sh`, and the
 programs they make (one worker per GPU, or one CPU worker, and the balancer in front).
 
-Worker N listens on worker-port + N with CUDA_VISIBLE_DEVICES=N and logs to
+Worker N listens on worker-port + N and sees one GPU: with CUDA_VISIBLE_DEVICES=N, or, when the
+user has set CUDA_VISIBLE_DEVICES to a list, the list's N-th device. It logs to
 `logs/gpuN_streaming_server.log` (`cpuN_...` on a CPU); the balancer logs to
 `logs/loadbalancer_streaming.log`.
 """
@@ -20,6 +21,10 @@ from pathlib import Path
 from deployment.restarts import DEFAULT_RESTART_DELAY_S, DEFAULT_RESTART_LIMIT
 
 DEFAULT_WORKER_PORT = 6093
+# The balancer reads an admin key for the supervisor from this variable (balancer/config.py):
+# with `--restrict-ops` its /stats, which tell the supervisor a worker is back in rotation,
+# need one.
+SUPERVISOR_KEY_ENV = "BALANCER_SUPERVISOR_KEY"
 DEFAULT_WORKER_HOST = "127.0.0.1"  # the balancer is the way in; workers stay on loopback
 DEFAULT_PORT = 6095
 DEFAULT_HOST = "0.0.0.0"
@@ -33,6 +38,11 @@ DEFAULT_READY_TIMEOUT_S = 900.0
 DEFAULT_DRAIN_TIMEOUT_S = 30.0
 DEFAULT_WORKER_MODULE = "server"
 
+GPU_HELP = (
+    "Worker N sees GPU N alone (more workers than GPUs share them in turn). When "
+    "CUDA_VISIBLE_DEVICES is set, worker N sees its N-th listed device instead (by default one "
+    "worker per listed device; set but empty: no GPU, one CPU worker)."
+)
 SIGHUP_HELP = (
     "Ctrl-C or SIGTERM stops everything (the workers drain first: their running streams "
     "finish, for at most --drain-timeout). A worker or the balancer that dies is restarted "
@@ -58,7 +68,8 @@ class Program:
     argv: tuple[str, ...]
     log: Path
     url: str  # where it answers HTTP, from this machine
-    env: Mapping[str, str] = field(default_factory=dict)  # on top of ours
+    # On top of ours; repr=False: it may hold the supervisor's key.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 @dataclass(frozen=True)
@@ -91,7 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Start a streaming deployment on this machine: one worker per GPU (or one "
         "CPU worker when there is none) and the load balancer in front of them, wait until all "
         "are healthy, and keep them running.",
-        epilog=SIGHUP_HELP,
+        epilog=f"{GPU_HELP} {SIGHUP_HELP}",
     )
     weights = p.add_mutually_exclusive_group()
     weights.add_argument(
@@ -178,6 +189,39 @@ def parse_options(argv: Sequence[str]) -> Options:
     )
 
 
+class PlanError(ValueError):
+    """The flags and the environment ask for a deployment this machine cannot run."""
+
+
+def visible_devices(env: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The devices the user's CUDA_VISIBLE_DEVICES lists (indices, UUIDs or MIG names, kept as
+    written); None when it is unset. Set but empty lists none: CUDA then sees no GPU."""
+    text = env.get("CUDA_VISIBLE_DEVICES")
+    if text is None:
+        return None
+    return tuple(device.strip() for device in text.split(",") if device.strip())
+
+
+def worker_devices(
+    workers: int | None, gpus: int, visible: Sequence[str] | None
+) -> list[str | None]:
+    """Each worker's CUDA_VISIBLE_DEVICES, or None for a CPU worker."""
+    if visible is not None and gpus > 0:
+        if not visible:  # the user hid every GPU
+            return [None] * (workers or 1)
+        count = workers or len(visible)
+        if count > len(visible):
+            raise PlanError(
+                f"--workers {count} asks for a GPU per worker, but CUDA_VISIBLE_DEVICES lists "
+                f"{len(visible)} ({','.join(visible)}): list more devices there, or ask for at "
+                f"most {len(visible)} workers"
+            )
+        return list(visible[:count])
+    if gpus == 0:
+        return [None] * (workers or 1)
+    return [str(i % gpus) for i in range(workers or gpus)]
+
+
 def detect_gpus() -> int:
     if shutil.which("nvidia-smi") is None:
         return 0
@@ -201,11 +245,18 @@ def local_url(host: str, port: int) -> str:
     return f"http://{host}:{port}"
 
 
-def plan(options: Options, gpus: int) -> list[Program]:
-    """The workers, then the balancer."""
-    count = options.workers or max(gpus, 1)
+def plan(
+    options: Options,
+    gpus: int,
+    visible: Sequence[str] | None = None,
+    supervisor_key: str | None = None,
+) -> list[Program]:
+    """The workers, then the balancer; `gpus` as nvidia-smi counts them, `visible` as
+    `visible_devices` reads the user's CUDA_VISIBLE_DEVICES; `supervisor_key`, an admin key
+    the balancer accepts from the supervisor alone (in its environment). PlanError when they
+    cannot be met."""
     workers = []
-    for i in range(count):
+    for i, visible_device in enumerate(worker_devices(options.workers, gpus, visible)):
         port = options.worker_port + i
         argv = [options.python, "-m", options.worker_module]
         argv += ["--host", options.worker_host, "--port", str(port), "--model", options.model]
@@ -219,10 +270,12 @@ def plan(options: Options, gpus: int) -> list[Program]:
             argv += ["--max-streams", str(options.max_streams)]
         if options.max_batch is not None:
             argv += ["--max-batch", str(options.max_batch)]
-        if gpus > 0:
-            name, device, visible = f"gpu{i}", "cuda:0", str(i % gpus)
+        # The device is always cuda:0: CUDA_VISIBLE_DEVICES leaves the worker one GPU, and a
+        # CPU worker sees none.
+        if visible_device is not None:
+            name, device, seen = f"gpu{i}", "cuda:0", visible_device
         else:
-            name, device, visible = f"cpu{i}", "cpu", ""
+            name, device, seen = f"cpu{i}", "cpu", ""
         argv += ["--device", device, *options.extra]
         workers.append(
             Program(
@@ -231,7 +284,7 @@ def plan(options: Options, gpus: int) -> list[Program]:
                 argv=tuple(argv),
                 log=options.log_dir / f"{name}_streaming_server.log",
                 url=f"http://{options.worker_host}:{port}",
-                env={"CUDA_VISIBLE_DEVICES": visible},
+                env={"CUDA_VISIBLE_DEVICES": seen},
             )
         )
     urls = ",".join(w.url for w in workers)
@@ -245,6 +298,7 @@ def plan(options: Options, gpus: int) -> list[Program]:
         ),
         log=options.log_dir / "loadbalancer_streaming.log",
         url=local_url(options.host, options.port),
+        env={SUPERVISOR_KEY_ENV: supervisor_key} if supervisor_key else {},
     )
     return [*workers, balancer]
 

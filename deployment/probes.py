@@ -14,9 +14,13 @@ READY = "ready"
 
 
 class HealthProbe:
-    def __init__(self, client: httpx.AsyncClient, balancer_url: str):
+    def __init__(
+        self, client: httpx.AsyncClient, balancer_url: str, balancer_key: str | None = None
+    ):
         self.client = client
         self.balancer_url = balancer_url
+        # The balancer's /stats may need an admin key (`--restrict-ops`): the supervisor's own.
+        self._stats_headers = {"Authorization": f"Bearer {balancer_key}"} if balancer_key else {}
 
     async def state(self, program: Program) -> str:
         """`ready`, or what keeps it from being healthy (`failed (...)` for a failed model)."""
@@ -39,7 +43,9 @@ class HealthProbe:
         """Whether the balancer routes to `url` (None: the balancer is not answering, so the
         worker's own word has to do)."""
         try:
-            response = await self.client.get(f"{self.balancer_url}/stats?format=json")
+            response = await self.client.get(
+                f"{self.balancer_url}/stats?format=json", headers=self._stats_headers
+            )
         except httpx.HTTPError:
             return None
         workers = _json(response).get("workers", [])

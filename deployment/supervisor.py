@@ -26,7 +26,7 @@ from typing import TextIO
 import httpx
 
 from deployment.child import Child, describe_exit, log_tail
-from deployment.plan import Program, Role
+from deployment.plan import SUPERVISOR_KEY_ENV, Program, Role
 from deployment.probes import READY, HealthProbe
 from deployment.restarts import RestartPolicy
 
@@ -69,7 +69,9 @@ class Supervisor:
         loop.add_signal_handler(signal.SIGHUP, self.rolling_restart)
         try:
             async with httpx.AsyncClient(timeout=PROBE_TIMEOUT_S) as client:
-                self._probe = HealthProbe(client, self.balancer.program.url)
+                balancer = self.balancer.program
+                key = balancer.env.get(SUPERVISOR_KEY_ENV)
+                self._probe = HealthProbe(client, balancer.url, key)
                 for child in self.children:
                     self._keep(child)
                 if await self._wait_up():

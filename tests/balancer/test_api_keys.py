@@ -5,6 +5,7 @@ per-key stream limit and its release; `/stats` by key name; and the web app's fi
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployment.probes import HealthProbe
 from tests.access_checks import (
     ADMIN_KEY,
     ENDPOINTS,
@@ -148,3 +150,26 @@ def test_a_bad_keys_file_stops_the_balancer_before_it_starts(
     bad.write_text('[[keys]]\nname = "x"\nrole = "user"\n')
     assert main(["--workers", "127.0.0.1:1", "--api-keys-file", str(bad)]) == 2
     assert "exactly one of sha256" in capsys.readouterr().err
+
+
+def test_the_supervisors_key_reads_restricted_stats_so_restarts_can_wait_for_rotation(
+    fast_pair: list[FakeWorker], keys_file: Path
+) -> None:
+    # start_streaming_servers.sh with --restrict-ops: its supervisor decides a restarted worker
+    # is back from /stats, which only admin keys may read then; it has a key of its own.
+    worker = fast_pair[0].url
+    with live_balancer(
+        [worker], api_keys_file=keys_file, restrict_ops=True, supervisor_key="sup-key"
+    ) as lb:
+        assert httpx.get(f"{lb.url}/stats", headers=bearer("sup-key")).status_code == 200
+        assert_refused(httpx.get(f"{lb.url}/stats"), 401, "native")
+
+        async def in_rotation(key: str | None) -> bool | None:
+            async with httpx.AsyncClient(timeout=5) as client:
+                return await HealthProbe(client, lb.url, key).in_rotation(worker)
+
+        assert asyncio.run(in_rotation("sup-key")) is True
+        assert asyncio.run(in_rotation(None)) is False  # what the supervisor saw before
+    with live_balancer([worker], api_keys_file=keys_file, restrict_ops=True) as lb:
+        # Without a supervisor key given, no such key exists.
+        assert_refused(httpx.get(f"{lb.url}/stats", headers=bearer("sup-key")), 401, "native")

@@ -1,6 +1,7 @@
 """`start_streaming_servers.sh` on this CPU machine: one real worker serving the random
 full-size checkpoint, and the balancer. The deployment is also what the real-worker tests run
-against (one real worker process: the machine has two cores).
+against (one real worker process: the machine has two cores). On a machine with GPUs (the GPU
+check, scripts/gpu_check.sh) the script puts its worker on the first one instead.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from deployment.plan import detect_gpus
 from tests.balancer.clients import STREAM_LIMITS, stream_events
 from tests.balancer.conftest import stream
 from tests.balancer.processes import free_port, wait_for
@@ -26,6 +28,8 @@ REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "start_streaming_servers.sh"
 READY_TIMEOUT_S = 240
 DISCONNECTED = 'tts_requests_total{endpoint="synthesize-stream",outcome="disconnected"}'
+# Where the script puts its one worker (deployment/plan.py): the first GPU when there is one.
+WORKER_NAME, WORKER_DEVICE = ("gpu0", "cuda:0") if detect_gpus() else ("cpu0", "cpu")
 
 
 @dataclass
@@ -57,6 +61,8 @@ def deployment(turbo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
         [
             str(SCRIPT),
             "--random-weights",
+            "--workers",  # one, also where there are several GPUs
+            "1",
             "--worker-port",
             str(worker_port),
             "--port",
@@ -103,13 +109,13 @@ def deployment(turbo_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Ite
             os.kill(pid, signal.SIGKILL)
 
 
-def test_the_script_brings_up_a_healthy_cpu_deployment(deployment: Deployment) -> None:
+def test_the_script_brings_up_a_healthy_deployment(deployment: Deployment) -> None:
     health = httpx.get(f"{deployment.balancer}/health").json()
     assert health["status"] == "ok" and health["ready_workers"] == health["workers"] == 1
     worker = httpx.get(f"{deployment.balancer}/stats").json()["workers"][0]
     assert worker["url"] == deployment.worker and worker["health"] == "ready"
-    assert worker["worker_reported"]["device"] == "cpu"
-    assert (deployment.logs / "cpu0_streaming_server.log").is_file()
+    assert worker["worker_reported"]["device"] == WORKER_DEVICE
+    assert (deployment.logs / f"{WORKER_NAME}_streaming_server.log").is_file()
     assert (deployment.logs / "loadbalancer_streaming.log").is_file()
     assert "RANDOM WEIGHTS" in deployment.text and "NOISE" in deployment.text
     assert f"balancer   {deployment.balancer}" in deployment.text

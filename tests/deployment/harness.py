@@ -8,7 +8,7 @@ import re
 import signal
 import subprocess
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,9 +64,14 @@ class Deployment:
 
 @contextmanager
 def deployment(
-    work: Path, *flags: str, workers: int = 2, worker_flags: Sequence[str] = ()
+    work: Path,
+    *flags: str,
+    workers: int = 2,
+    worker_flags: Sequence[str] = (),
+    env: Mapping[str, str] | None = None,
 ) -> Iterator[Deployment]:
-    """The script with `workers` fake workers; up (or exited) when this yields."""
+    """The script with `workers` fake workers; up (or exited) when this yields. `env`: more
+    environment for the script (and so its children)."""
     worker_port, port = free_port(), free_port()
     while port in range(worker_port, worker_port + workers):
         port = free_port()
@@ -80,7 +85,7 @@ def deployment(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "BALANCER_HEALTH_INTERVAL": HEALTH_INTERVAL},
+        env={**os.environ, "BALANCER_HEALTH_INTERVAL": HEALTH_INTERVAL, **(env or {})},
         start_new_session=True,  # its own process group, to find (and clean up) every child
     )
     urls = [f"http://127.0.0.1:{worker_port + i}" for i in range(workers)]

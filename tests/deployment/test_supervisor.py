@@ -16,6 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from tests.access_checks import write_keys
 from tests.balancer.conftest import stream
 from tests.balancer.processes import wait_for
 from tests.deployment.harness import Deployment, deployment
@@ -161,3 +162,16 @@ def test_a_worker_that_dies_during_startup_fails_the_start(tmp_path: Path) -> No
         assert "the cpu0 worker exited with status 1 during startup" in live.text
         assert "No module named tests.no_such_worker" in live.text  # the end of its log
         wait_for(lambda: live.survivors() == [], 10, "every child to exit")
+
+
+def test_with_restricted_stats_the_deployment_comes_up_and_restarts(tmp_path: Path) -> None:
+    # `--restrict-ops` closes the balancer's /stats to all but admin keys, and the supervisor
+    # reads it to tell when a worker is back in rotation: it uses a key of its own.
+    keys = write_keys(tmp_path / "keys.toml")
+    env = {"BALANCER_API_KEYS_FILE": str(keys), "BALANCER_RESTRICT_OPS": "1"}
+    with deployment(tmp_path, workers=1, worker_flags=WORKER_FLAGS, env=env) as live:
+        assert "Chatterbox streaming is up" in live.text, live.text
+        assert httpx.get(f"{live.balancer}/stats", timeout=5).status_code == 401
+        live.process.send_signal(signal.SIGHUP)
+        live.wait_output("rolling restart done", timeout=60)
+        assert "the cpu0 worker is back" in live.text

@@ -4,7 +4,7 @@ The command line over `server.engine.random_checkpoint`, which does the work (an
 `--random-weights` uses from an installed package). The checkpoint speaks noise: use it to test
 plumbing, timing and streaming, never quality.
 
-    python scripts/make_random_checkpoint.py --variant turbo|original --out DIR \
+    python scripts/make_random_checkpoint.py --variant turbo|original|multilingual --out DIR \
         [--seed N] [--force] [--check]
 
 An existing DIR that carries the marker file is reused as a cache unless --force is given.

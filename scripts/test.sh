@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 export CHATTERBOX_TEST_CACHE="${CHATTERBOX_TEST_CACHE:-$HOME/.cache/chatterbox-streaming}"
-for variant in turbo original; do
+for variant in turbo original multilingual; do
     .venv/bin/python scripts/make_random_checkpoint.py --variant "$variant" \
         --out "$CHATTERBOX_TEST_CACHE/checkpoints/$variant"
 done

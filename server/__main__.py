@@ -23,7 +23,13 @@ def engine_factory(config: ServerConfig) -> StreamingEngine:
             "serving RANDOM WEIGHTS: every voice is noise; for smoke tests only"
         )
         ckpt_dir = random_checkpoint(config.model)
-    model = load_model(config.model, ckpt_dir, config.device, cpu_kernels=config.cpu_kernels)
+    model = load_model(
+        config.model,
+        ckpt_dir,
+        config.device,
+        cpu_kernels=config.cpu_kernels,
+        dtype=config.model_dtype().torch_dtype,
+    )
     return StreamingEngine(model, config.engine_config())
 
 

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any
 
 from server.engine.engine import EngineConfig
-from server.engine.loading import ModelVariant
+from server.engine.loading import CPU_DTYPE, CUDA_DTYPE, ModelDtype, ModelVariant
 
 # Every interface: behind a balancer on another host, the worker must be reachable.
 DEFAULT_HOST = "0.0.0.0"
@@ -26,7 +26,8 @@ DEFAULT_PORT = 6093
 # What a `ServerConfig` built in code runs on; `parse_config` instead prefers cuda:0 when a GPU
 # is visible (`default_device`).
 DEFAULT_DEVICE = "cpu"
-# Turbo: the faster variant, and the one the service is tuned for (docs/benchmarks.md).
+# Turbo: the faster variant, and the one the service is tuned for (docs/benchmarks.md). The
+# original model speaks English too; the multilingual one 23 languages.
 DEFAULT_MODEL = ModelVariant.TURBO
 # None: the variant's official checkpoint from the Hugging Face hub (or its local cache).
 DEFAULT_CKPT_DIR: Path | None = None
@@ -59,6 +60,9 @@ DEFAULT_CPU_KERNELS = True
 # The engine's: speech tokens (25 per second of audio) before the first chunk, few so that the
 # first audio comes quickly; later chunks are larger.
 DEFAULT_FIRST_CHUNK_TOKENS = EngineConfig.first_chunk_tokens
+# The multilingual model's attention-based end-of-speech checks, on as in upstream 0.1.7 (its
+# later releases drop them): off, a stream ends only on the model's stop token or its cap.
+DEFAULT_ALIGNMENT_CHECKS = EngineConfig.alignment_checks
 DEFAULT_LOG_LEVEL = "info"
 # Text-in WebSockets (ElevenLabs' protocols): contexts open at once on one socket, as
 # ElevenLabs allows, and text per context (about 20 minutes of speech).
@@ -79,6 +83,23 @@ DEFAULT_API_KEYS_FILE: Path | None = None
 DEFAULT_KEY_MAX_STREAMS = 0
 # /metrics is open (a scraper needs no key) unless asked: then it needs an admin key.
 DEFAULT_RESTRICT_OPS = False
+# torch's CPU threads (intra-op). None: on CUDA, DEFAULT_CUDA_THREADS; on the CPU, torch's own
+# default (one per core), which the CPU worker's kernels want.
+DEFAULT_THREADS: int | None = None
+# A CUDA worker's CPU work is light (sampling, watermarking, encoding audio) and a host runs one
+# worker per GPU: each taking every core would oversubscribe them several times over.
+DEFAULT_CUDA_THREADS = 4
+# TF32 for float32 matrix products and convolutions on CUDA (Ampere and later): tensor-core
+# speed for a 10-bit mantissa in the products, which PyTorch already uses for convolutions by
+# default. Never touched on the CPU.
+DEFAULT_TF32 = True
+# T3's and the S3Gen flow's dtype (the vocoder, voice encoders and sampling stay float32:
+# server/engine/loading.py). None: DEFAULT_CPU_DTYPE on the CPU, DEFAULT_CUDA_DTYPE on CUDA.
+DEFAULT_DTYPE: ModelDtype | None = None
+# float32 on the CPU, where the packed oneDNN kernels are float32 only; bfloat16 on CUDA, chosen
+# for the GPU check to confirm (loading.py says why; docs/architecture.md).
+DEFAULT_CPU_DTYPE = CPU_DTYPE
+DEFAULT_CUDA_DTYPE = CUDA_DTYPE
 
 # The levels both `logging` and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -129,6 +150,7 @@ class ServerConfig:
     watermark: bool = DEFAULT_WATERMARK
     cpu_kernels: bool = DEFAULT_CPU_KERNELS
     first_chunk_tokens: int = DEFAULT_FIRST_CHUNK_TOKENS
+    alignment_checks: bool = DEFAULT_ALIGNMENT_CHECKS
     log_level: str = DEFAULT_LOG_LEVEL
     max_socket_contexts: int = DEFAULT_MAX_SOCKET_CONTEXTS
     max_context_chars: int = DEFAULT_MAX_CONTEXT_CHARS
@@ -137,12 +159,32 @@ class ServerConfig:
     api_keys_file: Path | None = DEFAULT_API_KEYS_FILE
     key_max_streams: int = DEFAULT_KEY_MAX_STREAMS
     restrict_ops: bool = DEFAULT_RESTRICT_OPS
+    threads: int | None = DEFAULT_THREADS
+    tf32: bool = DEFAULT_TF32
+    dtype: ModelDtype | None = DEFAULT_DTYPE
+
+    @property
+    def on_cuda(self) -> bool:
+        return self.device.split(":", 1)[0] == "cuda"
+
+    def torch_threads(self) -> int | None:
+        """The threads to give torch at startup; None leaves its default alone."""
+        if self.threads is not None:
+            return self.threads
+        return DEFAULT_CUDA_THREADS if self.on_cuda else None
+
+    def model_dtype(self) -> ModelDtype:
+        """T3's and the S3Gen flow's dtype: `dtype`, or the device's default."""
+        if self.dtype is not None:
+            return self.dtype
+        return DEFAULT_CUDA_DTYPE if self.on_cuda else DEFAULT_CPU_DTYPE
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
             first_chunk_tokens=self.first_chunk_tokens,
             watermark=self.watermark,
             max_prompt_seconds=self.max_prompt_seconds,
+            alignment_checks=self.alignment_checks,
         )
 
 
@@ -217,6 +259,14 @@ def _model(text: str) -> ModelVariant:
         raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
 
 
+def _dtype(text: str) -> ModelDtype:
+    try:
+        return ModelDtype(text.strip().lower())
+    except ValueError:
+        choices = ", ".join(v.value for v in ModelDtype)
+        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+
+
 def _log_level(text: str) -> str:
     level = text.strip().lower()
     if level not in LOG_LEVELS:
@@ -267,6 +317,8 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
             metavar = field.upper()
             if convert is _model:
                 metavar = "{" + ",".join(v.value for v in ModelVariant) + "}"
+            if convert is _dtype:
+                metavar = "{" + ",".join(v.value for v in ModelDtype) + "}"
             p.add_argument(flag, type=convert, metavar=metavar, help=helptext)
         found = env_setting(env, field)
         # Set after add_argument: BooleanOptionalAction would otherwise repeat the default.
@@ -311,6 +363,12 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         DEFAULT_FIRST_CHUNK_TOKENS,
         "speech tokens in the first chunk of a stream",
     )
+    option(
+        "--alignment-checks",
+        _boolean,
+        DEFAULT_ALIGNMENT_CHECKS,
+        "multilingual model: upstream 0.1.7's attention-based end-of-speech checks",
+    )
     option("--log-level", _log_level, DEFAULT_LOG_LEVEL, "one of " + ", ".join(LOG_LEVELS))
     option(
         "--max-socket-contexts",
@@ -350,6 +408,26 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         _boolean,
         DEFAULT_RESTRICT_OPS,
         "with a keys file, /metrics needs an admin key",
+    )
+    option(
+        "--threads",
+        _whole,
+        DEFAULT_THREADS,
+        "torch's CPU threads (torch.set_num_threads)",
+        f"{DEFAULT_CUDA_THREADS} on CUDA, torch's own (one per core) on the CPU",
+    )
+    option(
+        "--tf32",
+        _boolean,
+        DEFAULT_TF32,
+        "on CUDA, TF32 for float32 matrix products and convolutions (ignored on the CPU)",
+    )
+    option(
+        "--dtype",
+        _dtype,
+        DEFAULT_DTYPE,
+        "T3's and the S3Gen flow's dtype (vocoder and sampling stay float32)",
+        f"{DEFAULT_CUDA_DTYPE.value} on CUDA, {DEFAULT_CPU_DTYPE.value} on the CPU",
     )
     return p
 
@@ -398,6 +476,8 @@ def parse_config(
         p.error(f"{source('drain_timeout')} must be at least 0")
     if args.key_max_streams < 0:
         p.error(f"{source('key_max_streams')} must be at least 0")
+    if args.threads is not None and args.threads < 1:
+        p.error(f"{source('threads')} must be at least 1")
     return ServerConfig(
         host=args.host,
         port=args.port,
@@ -415,6 +495,7 @@ def parse_config(
         watermark=args.watermark,
         cpu_kernels=args.cpu_kernels,
         first_chunk_tokens=args.first_chunk_tokens,
+        alignment_checks=args.alignment_checks,
         log_level=args.log_level,
         max_socket_contexts=args.max_socket_contexts,
         max_context_chars=args.max_context_chars,
@@ -423,4 +504,7 @@ def parse_config(
         api_keys_file=args.api_keys_file,
         key_max_streams=args.key_max_streams,
         restrict_ops=args.restrict_ops,
+        threads=args.threads,
+        tf32=args.tf32,
+        dtype=args.dtype,
     )

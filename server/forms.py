@@ -15,7 +15,12 @@ from typing import Any
 
 from server.engine.engine import DEFAULT_CHUNK_SIZE, MAX_CHUNK_SIZE, MIN_CHUNK_SIZE
 from server.engine.loading import ModelVariant
-from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS, SamplingParams
+from server.engine.sampling import (
+    MULTILINGUAL_DEFAULTS,
+    ORIGINAL_DEFAULTS,
+    TURBO_DEFAULTS,
+    SamplingParams,
+)
 from server.engine.schema import DEFAULT_LANGUAGE
 from server.engine.text_feed import TextFeed
 from server.errors import FieldError
@@ -102,8 +107,16 @@ class SpeechFields:
     language_field: str = "language"  # what the request's API calls it, for errors
 
 
+# What a request gets for the fields it leaves out: upstream `generate`'s defaults per model.
+DEFAULT_PARAMS = {
+    ModelVariant.TURBO: TURBO_DEFAULTS,
+    ModelVariant.ORIGINAL: ORIGINAL_DEFAULTS,
+    ModelVariant.MULTILINGUAL: MULTILINGUAL_DEFAULTS,
+}
+
+
 def default_params(variant: ModelVariant) -> SamplingParams:
-    return TURBO_DEFAULTS if variant is ModelVariant.TURBO else ORIGINAL_DEFAULTS
+    return DEFAULT_PARAMS[variant]
 
 
 def validate_text(raw: object, max_chars: int, name: str = "text") -> str:

@@ -37,6 +37,37 @@ class WorkerStatus(StrEnum):
 DRAIN_POLL_S = 0.05
 
 
+def set_tf32(enabled: bool) -> None:
+    """TF32 (or full float32) for CUDA's float32 matrix products and convolutions, through the
+    API this torch has: from 2.9 the per-backend `fp32_precision`, which must not be mixed with
+    the older flags there (torch raises on a mix)."""
+    matmul: Any = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        precision = "tf32" if enabled else "ieee"
+        matmul.fp32_precision = precision
+        cudnn: Any = torch.backends.cudnn
+        cudnn.conv.fp32_precision = precision
+    else:
+        matmul.allow_tf32 = enabled
+        torch.backends.cudnn.allow_tf32 = enabled
+        torch.set_float32_matmul_precision("high" if enabled else "highest")
+
+
+def apply_torch_settings(config: ServerConfig) -> list[str]:
+    """The process-wide torch settings of `config`, applied; what was set, in words. Called on
+    the device thread before the model loads (the threads count is that thread's OpenMP team).
+    A CPU worker keeps torch's defaults unless told otherwise."""
+    applied = []
+    threads = config.torch_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+        applied.append(f"{threads} CPU threads")
+    if config.on_cuda and config.tf32:
+        set_tf32(True)
+        applied.append("TF32 matrix products and convolutions")
+    return applied
+
+
 class Worker:
     def __init__(self, config: ServerConfig, engine_factory: Callable[[], SpeechEngine]):
         self.config = config
@@ -65,7 +96,7 @@ class Worker:
         # Damaged voice files are reported while the model loads, not when a request meets one.
         checking = asyncio.create_task(asyncio.to_thread(self.voices.check))
         try:
-            engine = await self.device.run_async(self._engine_factory)
+            engine = await self.device.run_async(self._load_engine)
         except Exception as exc:
             logger.exception("model failed to load")
             self._fail(exc)
@@ -95,6 +126,12 @@ class Worker:
             time.perf_counter() - started,
             type(runner).__name__,
         )
+
+    def _load_engine(self) -> SpeechEngine:
+        applied = apply_torch_settings(self.config)
+        if applied:
+            logger.info("torch settings: %s", ", ".join(applied))
+        return self._engine_factory()
 
     def _fail(self, exc: Exception, prefix: str = "") -> None:
         self.status, self.error = WorkerStatus.FAILED, f"{prefix}{type(exc).__name__}: {exc}"

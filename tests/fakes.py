@@ -65,7 +65,9 @@ MULTILINGUAL_LANGUAGES = (
 
 def multilingual_fake(**options: Any) -> FakeEngine:
     """A fake engine that speaks what the multilingual model speaks."""
-    return FakeEngine(model_name="fake-multilingual", languages=MULTILINGUAL_LANGUAGES, **options)
+    return FakeEngine(
+        **({"model_name": "fake-multilingual", "languages": MULTILINGUAL_LANGUAGES} | options)
+    )
 
 
 TOKENS_PER_CHUNK = 5  # the fake's T3 makes this many tokens per chunk of audio
@@ -85,6 +87,7 @@ class FakeEngine:
     model_name: str = "fake"
     device_name: str = "cpu"
     languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
+    unavailable_languages: dict[str, str] = field(default_factory=dict)
     requests: list[SynthesisRequest] = field(default_factory=list)
     produced: int = 0  # chunks made, across requests
     cancelled: int = 0

@@ -1,6 +1,7 @@
 """Stream one text to a WAV file and print each chunk's metrics as it arrives.
 
 python -m server.engine --text "Hello." --out out.wav [--ckpt-dir DIR | --random-weights]
+    [--model turbo|original|multilingual] [--language xx] [--device cuda] [--dtype bfloat16]
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import soundfile
 import torch
 
 from server.engine.engine import SAMPLE_RATE, EngineConfig, StreamingEngine, SynthesisRequest
-from server.engine.loading import ModelVariant, load_model
+from server.engine.loading import ModelDtype, ModelVariant, default_dtype, load_model
 
 # Re-exported: the bench scripts and start_streaming_servers.sh import it from here.
 from server.engine.random_checkpoint import random_checkpoint as random_checkpoint
@@ -34,6 +35,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--ckpt-dir", type=Path, default=os.environ.get("CKPT_DIR"))
     parser.add_argument("--random-weights", action="store_true")
     parser.add_argument("--device", default=default_device())
+    parser.add_argument(
+        "--dtype",
+        type=ModelDtype,
+        choices=list(ModelDtype),
+        help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
+    )
+    parser.add_argument("--language", default="en", help="ISO 639-1 (multilingual model)")
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--seed", type=int)
     parser.add_argument("--max-new-tokens", type=int)
@@ -48,10 +56,15 @@ def main(argv: list[str] | None = None) -> int:
         print("WARNING: random weights: the output is noise, for smoke tests only", flush=True)
         ckpt_dir = random_checkpoint(variant)
         max_new_tokens = max_new_tokens or 150
-    model = load_model(variant, ckpt_dir, args.device)
+    dtype = args.dtype or default_dtype(args.device)
+    model = load_model(variant, ckpt_dir, args.device, dtype=dtype.torch_dtype)
     engine = StreamingEngine(model, EngineConfig(watermark=not args.no_watermark))
     request = SynthesisRequest(
-        args.text, chunk_size=args.chunk_size, seed=args.seed, max_new_tokens=max_new_tokens
+        args.text,
+        chunk_size=args.chunk_size,
+        seed=args.seed,
+        max_new_tokens=max_new_tokens,
+        language=args.language,
     )
     pieces = []
     started = time.perf_counter()

@@ -25,8 +25,14 @@ from server.engine.types import Audio
 
 S3_SR = 16000
 MIN_PROMPT_SECONDS = 5.0
-# Upstream keeps 15 s for the T3 prompt tokens and 10 s for S3Gen; more is never used.
-ENC_COND_SECONDS = 15
+# Upstream tokenises the first 15 s (Turbo) or 6 s (original, multilingual: their 150 prompt
+# tokens) of the prompt for T3, and gives S3Gen the first 10 s; more is never used. The cut
+# matters beyond its length: the tokenizer's mel is clamped relative to the clip's loudest frame.
+ENC_COND_SECONDS = {
+    ModelVariant.TURBO: 15,
+    ModelVariant.ORIGINAL: 6,
+    ModelVariant.MULTILINGUAL: 6,
+}
 DEC_COND_SECONDS = 10
 TURBO_TARGET_LUFS = -27.0
 # What an audio prompt may be, checked before its samples are decoded: a file is a few
@@ -54,17 +60,27 @@ class VoiceConditionals:
     gen: dict[str, Any]
     key: str  # content hash of the prompt audio, or "builtin"
 
-    def for_request(self, exaggeration: float, device: torch.device) -> tuple[Any, dict[str, Any]]:
+    def for_request(
+        self, exaggeration: float, device: torch.device, dtype: torch.dtype = torch.float32
+    ) -> tuple[Any, dict[str, Any]]:
+        """The T3 conditioning in T3's `dtype`, and the S3Gen reference (float32, as stored:
+        the token-to-wave streamer casts it to the flow's dtype)."""
         from chatterbox.models.t3.modules.cond_enc import T3Cond
 
         t3 = T3Cond(
-            speaker_emb=self.t3.speaker_emb,
-            clap_emb=self.t3.clap_emb,
+            speaker_emb=_as_float(self.t3.speaker_emb, dtype),
+            clap_emb=_as_float(self.t3.clap_emb, dtype),
             cond_prompt_speech_tokens=self.t3.cond_prompt_speech_tokens,
-            cond_prompt_speech_emb=self.t3.cond_prompt_speech_emb,
-            emotion_adv=exaggeration * torch.ones(1, 1, 1, device=device),
+            cond_prompt_speech_emb=_as_float(self.t3.cond_prompt_speech_emb, dtype),
+            emotion_adv=exaggeration * torch.ones(1, 1, 1, device=device, dtype=dtype),
         )
         return t3, dict(self.gen)
+
+
+def _as_float(value: Any, dtype: torch.dtype) -> Any:
+    if torch.is_tensor(value) and value.is_floating_point():
+        return value.to(dtype)
+    return value
 
 
 def save_conditionals(voice: VoiceConditionals, path: Path) -> None:
@@ -162,7 +178,36 @@ def _normalize_loudness(wav: Audio) -> Audio:
         gain = 10.0 ** ((TURBO_TARGET_LUFS - loudness) / 20.0)
     except Exception:
         return wav
-    return wav * gain if math.isfinite(gain) and gain > 0.0 else wav
+    if not (math.isfinite(gain) and gain > 0.0):
+        return wav
+    # A float32 gain: numpy 2 would promote the audio to float64 for a float64 scalar (numpy 1
+    # kept float32), and the speech tokenizer refuses float64 input.
+    return wav * np.float32(gain)
+
+
+def s3gen_reference(s3gen: Any, wav_24k: Audio, device: torch.device) -> dict[str, Any]:
+    """Upstream `S3Token2Mel.embed_ref` for a 24 kHz prompt, in float32 whatever the flow's
+    dtype: upstream casts the audio to the flow's dtype before the mel features and the
+    speaker encoder, which stay float32 here (loading.py's `set_dtypes`). The same values as
+    upstream's in float32; a voice's reference does not depend on `--dtype`."""
+    from chatterbox.models.s3gen.s3gen import get_resampler
+
+    wav = torch.from_numpy(np.ascontiguousarray(wav_24k)).float().to(device)[None]
+    mel = s3gen.mel_extractor(wav).transpose(1, 2)
+    wav_16k = get_resampler(S3GEN_SR, S3_SR, device)(wav)
+    embedding = s3gen.speaker_encoder.inference(wav_16k)
+    tokens, token_lens = s3gen.tokenizer(wav_16k.float())
+    if mel.shape[1] != 2 * tokens.shape[1]:
+        # As upstream: a prompt not a whole number of 40 ms frames long has a token too many.
+        tokens = tokens[:, : mel.shape[1] // 2]
+        token_lens[0] = tokens.shape[1]
+    return {
+        "prompt_token": tokens.to(device),
+        "prompt_token_len": token_lens,
+        "prompt_feat": mel,
+        "prompt_feat_len": None,
+        "embedding": embedding,
+    }
 
 
 @torch.inference_mode()
@@ -176,13 +221,11 @@ def conditionals_from_audio(
     if model.variant is ModelVariant.TURBO:
         wav_24k = _normalize_loudness(wav_24k)
     ref_16k = librosa.resample(wav_24k, orig_sr=S3GEN_SR, target_sr=S3_SR)
-    gen = model.s3gen.embed_ref(
-        wav_24k[: DEC_COND_SECONDS * S3GEN_SR], S3GEN_SR, device=model.device
-    )
+    gen = s3gen_reference(model.s3gen, wav_24k[: DEC_COND_SECONDS * S3GEN_SR], model.device)
     prompt_tokens = None
     if plen := model.t3.hp.speech_cond_prompt_len:
         prompt_tokens, _ = model.s3gen.tokenizer.forward(
-            [ref_16k[: ENC_COND_SECONDS * S3_SR]], max_len=plen
+            [ref_16k[: ENC_COND_SECONDS[model.variant] * S3_SR]], max_len=plen
         )
         prompt_tokens = prompt_tokens.reshape(1, -1).to(model.device)
     ve_embed = torch.from_numpy(model.voice_encoder.embeds_from_wavs([ref_16k], sample_rate=S3_SR))

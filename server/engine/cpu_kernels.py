@@ -17,7 +17,8 @@ native kernel takes 1-4 ms at any length, with the same results up to summation 
 
 `prepare_for_cpu` makes both swaps in a module (the loader packs linear weights straight from
 the checkpoint's tensors). Inference only: the packed weight is an opaque oneDNN tensor with no
-autograd. Never on CUDA (GPU paths keep their own kernels). The two oneDNN entry points are the
+autograd. Float32 only: layers in another dtype (`--dtype`, loading.py) are left as they are.
+Never on CUDA (GPU paths keep their own kernels). The two oneDNN entry points are the
 ones PyTorch's own compiler uses on the CPU; they are private, hence `packing_available` checks
 for them (torch is pinned in the lock file) and the loader falls back to upstream's modules.
 """
@@ -173,6 +174,10 @@ def _packed(
     elif isinstance(child, nn.Linear) and _plain_linear(child):
         transposed = False
     else:
+        return None
+    if child.weight.dtype != torch.float32:
+        # A layer that computes in another dtype (T3 and the flow under --dtype bfloat16 or
+        # float16: loading.py) keeps PyTorch's kernel: packing is float32 only here.
         return None
     weight = child.weight if state is None else state.get(f"{path}.weight")
     if weight is None or weight.dtype != torch.float32 or weight.device.type != "cpu":

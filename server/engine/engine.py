@@ -7,17 +7,18 @@ every stream of the device batched (which drives T3 through `start` and `new_tok
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterator, Mapping
 from typing import Protocol, cast
 
 from server.engine.batching import BatchStream, TokenBatch
 from server.engine.conditionals import ConditionalsCache, VoiceConditionals, builtin_voice
 from server.engine.loading import LoadedModel, ModelVariant
+from server.engine.multilingual_text import UnsupportedLanguageError
 from server.engine.schema import (
     DEFAULT_CHUNK_SIZE,
-    DEFAULT_LANGUAGE,
     MAX_CHUNK_SIZE,
     MIN_CHUNK_SIZE,
     AudioChunk,
@@ -57,7 +58,12 @@ class SpeechEngine(Protocol):
     def voices(self) -> VoiceSource: ...
     @property
     def languages(self) -> tuple[str, ...]:
-        """The ISO 639-1 codes of the languages the model speaks."""
+        """The ISO 639-1 codes of the languages requests may ask for."""
+        ...
+
+    @property
+    def unavailable_languages(self) -> Mapping[str, str]:
+        """Languages the model speaks but cannot here (a missing text front-end), and why."""
         ...
 
     def stream(
@@ -89,8 +95,12 @@ class StreamingEngine:
         self._voices = ConditionalsCache(
             model, self.config.voice_cache_size, self.config.max_prompt_seconds
         )
-        self._watermarker = new_watermarker() if self.config.watermark else None
+        self._watermarker = new_watermarker(model.device) if self.config.watermark else None
         self._builtin = builtin_voice(model)
+        # Upstream runs its alignment checks for the multilingual model only.
+        self._alignment_checks = (
+            self.config.alignment_checks and model.variant is ModelVariant.MULTILINGUAL
+        )
 
     @property
     def voices(self) -> ConditionalsCache:
@@ -102,7 +112,15 @@ class StreamingEngine:
 
     @property
     def languages(self) -> tuple[str, ...]:
-        return (DEFAULT_LANGUAGE,)
+        """The languages requests may ask for: the model's, less those it cannot speak here."""
+        unavailable = self.model.unavailable_languages
+        return tuple(code for code in self.model.languages if code not in unavailable)
+
+    @property
+    def unavailable_languages(self) -> Mapping[str, str]:
+        """Languages of the model whose text front-end cannot run here, with the reason (not in
+        `languages`; `start` refuses them with `UnsupportedLanguageError`)."""
+        return self.model.unavailable_languages
 
     @property
     def n_timesteps(self) -> int:
@@ -122,8 +140,9 @@ class StreamingEngine:
         return self.model.meanflow
 
     def new_token_batch(self) -> TokenBatch:
-        batch_type = TurboBatch if self.model.variant is ModelVariant.TURBO else OriginalBatch
-        return batch_type(self.model.t3)
+        if self.model.variant is ModelVariant.TURBO:
+            return TurboBatch(self.model.t3)
+        return OriginalBatch(self.model.t3, alignment_checks=self._alignment_checks)
 
     def next_chunks_together(self, streams: list[BatchStream], count: int) -> list[AudioChunk]:
         return next_chunks_together(cast(list[StreamState], streams), count)
@@ -162,7 +181,7 @@ class StreamingEngine:
         token_source = (
             turbo_speech_tokens
             if self.model.variant is ModelVariant.TURBO
-            else original_speech_tokens
+            else functools.partial(original_speech_tokens, alignment_checks=self._alignment_checks)
         )
         while True:
             segment = state.next_segment()
@@ -186,7 +205,11 @@ class StreamingEngine:
                 yield
 
     def start(self, request: SynthesisRequest, streaming: bool = True) -> StreamState:
-        """A request's generation state, validated; T3 is then driven by the caller."""
+        """A request's generation state, validated; T3 is then driven by the caller.
+
+        Raises `UnsupportedLanguageError` for a language the model does not speak, or
+        cannot here (`unavailable_languages`)."""
+        self.model.check_language(request.language)
         voice = request.voice or self._builtin
         if voice is None:
             raise ValueError("this checkpoint has no built-in voice: an audio prompt is required")
@@ -220,4 +243,5 @@ __all__ = [
     "StreamingEngine",
     "SynthesisRequest",
     "SynthesisResult",
+    "UnsupportedLanguageError",
 ]

@@ -3,7 +3,9 @@
 The real weights live on the Hugging Face hub, which this project's test machines cannot reach.
 A random checkpoint has the same shapes, so it costs the same compute and memory as the real model
 and loads through upstream's own `ChatterboxTurboTTS.from_local` / `ChatterboxTTS.from_local`
-unchanged. It speaks noise: use it to test plumbing, timing and streaming, never quality.
+unchanged (`ChatterboxMultilingualTTS.from_local` too, under `upstream_offline`: upstream's
+multilingual tokenizer goes online even for a local checkpoint). It speaks noise: use it to
+test plumbing, timing and streaming, never quality.
 
 The modules, their hyper-parameters and the file names come from `loading.py`, the same place
 the loader takes them from, so a checkpoint written here is one `load_model` reads.
@@ -36,6 +38,7 @@ from server.engine.loading import (
     build_modules,
     t3_config,
 )
+from server.engine.random_multilingual_text import upstream_offline, write_text_files
 from server.engine.types import SAMPLE_RATE
 
 VARIANTS: Final = tuple(variant.value for variant in ModelVariant)
@@ -79,6 +82,7 @@ ORIGINAL_SPECIALS: Final = ("[STOP]", "[UNK]", "[SPACE]", "[PAD]", "[SEP]", "[CL
 TOKENIZER_FILES: Final = {
     ModelVariant.TURBO: ("tokenizer.json", "tokenizer_config.json"),
     ModelVariant.ORIGINAL: ("tokenizer.json",),
+    ModelVariant.MULTILINGUAL: LAYOUTS[ModelVariant.MULTILINGUAL].optional_files,
 }
 
 VOICE_SECONDS: Final = 10.0  # prepare_conditionals needs > 5 s; S3Gen warns above 10 s
@@ -362,6 +366,31 @@ def _build_original(out: Path, seed: int) -> None:
     _log(f"  wrote conds.pt in {time.perf_counter() - started:.1f} s")
 
 
+def _build_multilingual(out: Path, seed: int) -> None:
+    from chatterbox.mtl_tts import ChatterboxMultilingualTTS
+
+    layout = LAYOUTS[ModelVariant.MULTILINGUAL]
+    ve, t3, s3gen = _build_modules(ModelVariant.MULTILINGUAL, seed)
+
+    started = time.perf_counter()
+    # The official voice encoder and S3Gen files are torch state dicts; from_local loads all
+    # three files strictly, so every key (buffers included) is written.
+    torch.save(ve.state_dict(), out / layout.ve_file)
+    _save_state_dict(t3, out / layout.t3_file)
+    torch.save(s3gen.state_dict(), out / layout.s3gen_file)
+    _log(f"  saved weights in {time.perf_counter() - started:.1f} s")
+
+    # The grapheme tokenizer, the Cangjie table and (beside them, where our loader looks for it)
+    # pkuseg's segmentation model.
+    write_text_files(out)
+
+    started = time.perf_counter()
+    # prepare_conditionals never reads the tokenizer, whose upstream constructor goes online.
+    tts = ChatterboxMultilingualTTS(t3, s3gen, ve, None, "cpu")
+    _write_conds(tts, out / layout.builtin_voice_file, seed)
+    _log(f"  wrote conds.pt in {time.perf_counter() - started:.1f} s")
+
+
 def _write_marker(out: Path, variant: str, seed: int) -> None:
     # Unchanged since the builder lived in scripts/ only: cached checkpoints stay byte-identical.
     (out / MARKER_FILE).write_text(
@@ -423,10 +452,12 @@ def build_random_checkpoint(
     try:
         started = time.perf_counter()
         _log(f"building random {variant} checkpoint (seed {seed}) in {staging}")
-        if model_variant is ModelVariant.TURBO:
-            _build_turbo(staging, seed)
-        else:
-            _build_original(staging, seed)
+        builders = {
+            ModelVariant.TURBO: _build_turbo,
+            ModelVariant.ORIGINAL: _build_original,
+            ModelVariant.MULTILINGUAL: _build_multilingual,
+        }
+        builders[model_variant](staging, seed)
         missing = [name for name in expected_files(variant) if not (staging / name).is_file()]
         if missing:
             raise RuntimeError(f"build did not produce {', '.join(missing)}")
@@ -485,6 +516,24 @@ def check_checkpoint(variant: str, ckpt_dir: Path, seed: int = DEFAULT_SEED) -> 
             t3_cond=turbo.conds.t3, text_tokens=text_tokens, max_gen_len=5
         )[0]
         s3gen, conds, n_cfm_timesteps = turbo.s3gen, turbo.conds, 2
+    elif model_variant is ModelVariant.MULTILINGUAL:
+        from chatterbox.mtl_tts import ChatterboxMultilingualTTS
+        from chatterbox.mtl_tts import punc_norm as mtl_punc_norm
+
+        with upstream_offline(ckpt_dir):
+            multilingual = ChatterboxMultilingualTTS.from_local(str(ckpt_dir), "cpu")
+        _log(f"  from_local in {time.perf_counter() - started:.1f} s")
+        text_tokens = multilingual.tokenizer.text_to_tokens(
+            mtl_punc_norm(CHECK_TEXT), language_id="en"
+        )
+        text_tokens = torch.cat([text_tokens, text_tokens], dim=0)
+        text_tokens = F.pad(text_tokens, (1, 0), value=multilingual.t3.hp.start_text_token)
+        text_tokens = F.pad(text_tokens, (0, 1), value=multilingual.t3.hp.stop_text_token)
+        speech_tokens = multilingual.t3.inference(
+            t3_cond=multilingual.conds.t3, text_tokens=text_tokens, max_new_tokens=5
+        )[0]
+        speech_tokens = drop_invalid_tokens(speech_tokens)
+        s3gen, conds, n_cfm_timesteps = multilingual.s3gen, multilingual.conds, None
     else:
         from chatterbox.tts import ChatterboxTTS, punc_norm
 

@@ -20,9 +20,13 @@ class SamplingParams:
     exaggeration: float = 0.5
 
 
-# Upstream's `generate` defaults differ by variant: Turbo samples with top_k/top_p (and ignores
+# Upstream's `generate` defaults differ by model: Turbo samples with top_k/top_p (and ignores
 # exaggeration, cfg_weight and min_p), the original model with min_p and guidance.
 TURBO_DEFAULTS = SamplingParams(temperature=0.8, top_p=0.95, top_k=1000, repetition_penalty=1.2)
 ORIGINAL_DEFAULTS = SamplingParams(
     temperature=0.8, top_p=1.0, top_k=0, min_p=0.05, repetition_penalty=1.2
+)
+# The multilingual model's `generate`: the original model's, with a stronger repetition penalty.
+MULTILINGUAL_DEFAULTS = SamplingParams(
+    temperature=0.8, top_p=1.0, top_k=0, min_p=0.05, repetition_penalty=2.0
 )

@@ -36,6 +36,9 @@ class EngineConfig:
     # Default per-segment token cap = chars * cap_tokens_per_char + cap_token_margin.
     cap_tokens_per_char: float = TOKENS_PER_CHAR
     cap_token_margin: int = TOKEN_MARGIN
+    # The multilingual model's attention-based end-of-speech checks, as upstream 0.1.7 runs
+    # them (alignment.py); its later releases drop them.
+    alignment_checks: bool = True
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,9 @@ import torch
 
 from server.engine.conditionals import VoiceConditionals
 from server.engine.loading import LoadedModel, ModelVariant
+from server.engine.multilingual_text import (
+    normalize_punctuation as normalize_multilingual_punctuation,
+)
 from server.engine.schema import (
     MODEL_MAX_TOKENS_PER_SEGMENT,
     SILENCE_TOKEN,
@@ -113,7 +116,7 @@ class StreamState:
         self._watermarker = watermarker
         self._marker = StreamWatermarker(watermarker) if watermarker and streaming else None
         self._clock = _Clock(request.started_at or time.perf_counter())
-        _, ref = voice.for_request(request.params.exaggeration, model.device)
+        _, ref = voice.for_request(request.params.exaggeration, model.device, model.dtype)
         self.streamer = Token2WavStreamer(
             model.s3gen,
             ref,
@@ -176,7 +179,9 @@ class StreamState:
             self.config.cap_tokens_per_char,
             self.config.cap_token_margin,
         )
-        t3_cond, _ = self.voice.for_request(self.request.params.exaggeration, self.model.device)
+        t3_cond, _ = self.voice.for_request(
+            self.request.params.exaggeration, self.model.device, self.model.dtype
+        )
         cond_key = (self.voice.key, self.request.params.exaggeration)
         return SegmentPlan(
             index,
@@ -346,8 +351,12 @@ class StreamState:
         return torch.tensor(self.tokens, dtype=torch.long, device=self.model.device)
 
     def _text_tokens(self, segment: str) -> torch.Tensor:
-        tokens = self.model.text_to_tokens(normalize_punctuation(segment))
-        if self.model.variant is ModelVariant.ORIGINAL:
+        if self.model.variant is ModelVariant.MULTILINGUAL:
+            text = normalize_multilingual_punctuation(segment)
+        else:
+            text = normalize_punctuation(segment)
+        tokens = self.model.text_to_tokens(text, self.request.language)
+        if self.model.guided:
             t3 = self.model.t3
             tokens = torch.nn.functional.pad(tokens, (1, 0), value=t3.hp.start_text_token)
             tokens = torch.nn.functional.pad(tokens, (0, 1), value=t3.hp.stop_text_token)

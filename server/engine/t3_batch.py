@@ -17,9 +17,18 @@ the prefix's keys and values do not depend on what follows, so this changes only
 floating-point sums.
 
 `TurboBatch` drives the GPT-2 T3 of Chatterbox Turbo, `OriginalBatch` the Llama T3 of the
-original model, whose classifier-free guidance puts two rows (conditional and unconditional)
-in the batch per stream. The per-stream arithmetic mirrors `token_stream.py`, which mirrors
-upstream.
+original and multilingual models, whose classifier-free guidance puts two rows (conditional
+and unconditional) in the batch per stream; for the multilingual model each stream also runs
+upstream's alignment checks (`alignment.py`) on its own conditional row. The per-stream
+arithmetic mirrors `token_stream.py`, which mirrors upstream.
+
+A step never waits on the device until its end: what changes from step to step (positions,
+last tokens, the speech positions, the tokens each repetition penalty sees, the alignment
+checks' state) is kept in tensors there, rebuilt only when streams join or leave, and the
+sampled tokens, with the few flags the host needs, come back in one transfer
+(`batch_sampling.py` samples every stream at once). The host keeps its own copy of what it
+needs to arrange the batch (each stream's position and last token), which it can always
+compute without asking the device.
 """
 
 from __future__ import annotations
@@ -31,30 +40,27 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from transformers.generation.logits_process import (
-    MinPLogitsWarper,
-    RepetitionPenaltyLogitsProcessor,
-    TopPLogitsWarper,
-)
 
+from server.engine.alignment import AlignmentGuard, aligned_attention
+from server.engine.batch_sampling import Processing, draw, original_processing, turbo_processing
 from server.engine.kv_cache import GrowingCache
 from server.engine.sampling import SamplingParams
-from server.engine.token_stream import turbo_processors
 
 
 @dataclass
 class _Row:
-    """One stream's decoding state (one or two cache rows)."""
+    """One stream (one or two cache rows): what the host knows of it. Its tensors are rows
+    of the batch's."""
 
     key: Hashable
     params: SamplingParams
     generator: torch.Generator
     width: int  # cache rows: 2 with classifier-free guidance, else 1
-    history: torch.Tensor  # token ids the repetition penalty sees, (1, n)
-    last_token: torch.Tensor  # (1, 1)
-    position: int  # the backbone position of the next input
+    position: int  # the backbone position of the next input (= its real cache columns)
+    last_token: int  # sampled last (the start token at first)
     step: int = 0  # tokens generated so far (the original model's speech position)
     finished: bool = False
+    guard: AlignmentGuard | None = None  # the multilingual model's alignment checks
     logits: list[torch.Tensor] = field(default_factory=list)  # kept only when recording
 
 
@@ -74,11 +80,18 @@ class T3Batch:
         self.t3 = t3
         self.rows: list[_Row] = []
         self._cache: Any = None
-        self._mask: torch.Tensor | None = None  # (cache rows, length): 1 = real, 0 = padding
         self.record_logits = record_logits
         self._prefixes: OrderedDict[Hashable, _KV] = OrderedDict()
         self._prefix_cache_size = prefix_cache_size
         self.prefix_hits = 0
+        # On the device, a row per cache row or per stream (None while the batch is empty).
+        self._positions: Any = None  # (cache rows, 1) long: the next input's position
+        self._tokens: Any = None  # (streams, 1) long: the last token
+        self._steps: Any = None  # (streams, 1) long: tokens generated so far
+        self._seen: Any = None  # (streams, vocab) bool: what the repetition penalty sees
+        # Streams with equal sampling parameters share each processor call; their indices
+        # (None: one group, every stream in order).
+        self._groups: list[tuple[Processing, torch.Tensor | None]] = []
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -101,6 +114,9 @@ class T3Batch:
         """One token for every stream, {key: token}; stop or -1 means the stream is done."""
         raise NotImplementedError
 
+    def _processing(self, params: SamplingParams) -> Processing:
+        raise NotImplementedError
+
     @property
     def keys(self) -> list[Hashable]:
         return [row.key for row in self.rows]
@@ -109,21 +125,22 @@ class T3Batch:
         """Drop a stream (finished, cancelled, or starting its next text segment)."""
         index = self.keys.index(key)
         start = sum(r.width for r in self.rows[:index])
-        width = self.rows[index].width
+        stop = start + self.rows[index].width
         del self.rows[index]
         if not self.rows:
-            self._cache, self._mask = None, None
+            self._cache = self._positions = self._tokens = self._steps = self._seen = None
+            self._groups = []
             return
-        assert self._mask is not None
-        keep = [i for i in range(self._mask.shape[0]) if not start <= i < start + width]
-        keep_t = torch.tensor(keep, device=self._mask.device)
-        self._mask = self._mask[keep_t]
         # Columns that are padding for every remaining row are dead weight.
-        live = int(self._mask.any(dim=0).nonzero()[0])
-        self._mask = self._mask[:, live:]
+        live = self._cache.get_seq_length() - max(row.position for row in self.rows)
         for layer in self._cache.layers:
-            layer.keys = layer.keys[keep_t, :, live:]
-            layer.values = layer.values[keep_t, :, live:]
+            layer.keys = _without(layer.keys[:, :, live:], start, stop)
+            layer.values = _without(layer.values[:, :, live:], start, stop)
+        self._positions = _without(self._positions, start, stop)
+        self._tokens = _without(self._tokens, index, index + 1)
+        self._steps = _without(self._steps, index, index + 1)
+        self._seen = _without(self._seen, index, index + 1)
+        self._arrange()
 
     def _prefill(
         self, inputs: torch.Tensor, cond_length: int, cond_key: Hashable | None, **kwargs: Any
@@ -157,62 +174,163 @@ class T3Batch:
             **kwargs,
         )
 
-    def _join(self, row: _Row, cache: Any, length: int) -> None:
-        device = row.last_token.device
+    def _first_token(
+        self,
+        row: _Row,
+        logits: torch.Tensor,
+        seen: torch.Tensor,
+        report: torch.Tensor | None = None,
+    ) -> tuple[int, torch.Tensor]:
+        """A new stream's first token from its prompt's `logits` (1, vocab) and `seen` (the
+        tokens its repetition penalty sees), as an int and (1, 1) on the device. `report`:
+        its alignment checks' (`AlignmentGuard.step_on_device`)."""
+        processed = self._processing(row.params)(logits, seen)
+        if self.record_logits:
+            row.logits.append(logits.detach().clone())
+        drawn, empty = draw(processed, [row.generator])
+        packed = torch.where(empty, -1, drawn)
+        if report is not None:
+            packed = torch.cat([packed, report.view(1, -1)], dim=1)
+        token, *flags = packed.tolist()[0]
+        self._settle(row, token, flags)
+        return token, drawn
+
+    def _join(
+        self, row: _Row, cache: Any, length: int, token: torch.Tensor, seen: torch.Tensor
+    ) -> None:
+        """Add a prefilled stream: its `cache` of `length` columns, last `token` (1, 1) and
+        `seen` (1, vocab)."""
+        positions = torch.full((row.width, 1), length, dtype=torch.long, device=token.device)
+        steps = torch.full((1, 1), row.step, dtype=torch.long, device=token.device)
         if self._cache is None:
             self._cache = cache
-            self._mask = torch.ones(row.width, length, dtype=torch.long, device=device)
-            self.rows.append(row)
-            return
-        assert self._mask is not None
-        current = self._mask.shape[1]
-        new_mask = torch.ones(row.width, length, dtype=torch.long, device=device)
-        if length < current:
-            _pad_left(cache, current - length)
-            new_mask = F.pad(new_mask, (current - length, 0))
-        elif length > current:
-            _pad_left(self._cache, length - current)
-            self._mask = F.pad(self._mask, (length - current, 0))
-        for ours, theirs in zip(self._cache.layers, cache.layers, strict=True):
-            ours.keys = torch.cat([ours.keys, theirs.keys], dim=0)
-            ours.values = torch.cat([ours.values, theirs.values], dim=0)
-        self._mask = torch.cat([self._mask, new_mask], dim=0)
+            self._positions, self._tokens, self._steps, self._seen = positions, token, steps, seen
+        else:
+            current = self._cache.get_seq_length()
+            if length < current:
+                _pad_left(cache, current - length)
+            elif length > current:
+                _pad_left(self._cache, length - current)
+            for ours, theirs in zip(self._cache.layers, cache.layers, strict=True):
+                ours.keys = torch.cat([ours.keys, theirs.keys], dim=0)
+                ours.values = torch.cat([ours.values, theirs.values], dim=0)
+            self._positions = torch.cat([self._positions, positions])
+            self._tokens = torch.cat([self._tokens, token])
+            self._steps = torch.cat([self._steps, steps])
+            self._seen = torch.cat([self._seen, seen])
         self.rows.append(row)
+        self._arrange()
 
-    def _forward(self, inputs_embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        """One step for every cache row; the last hidden state of each."""
-        assert self._mask is not None
-        mask = F.pad(self._mask, (0, 1), value=1)
+    def _arrange(self) -> None:
+        """Rebuild what depends on which streams are in the batch (they joined or left)."""
+        by_params: dict[SamplingParams, list[int]] = {}
+        for index, row in enumerate(self.rows):
+            by_params.setdefault(row.params, []).append(index)
+        if len(by_params) == 1:
+            self._groups = [(self._processing(self.rows[0].params), None)]
+            return
+        device = self._tokens.device
+        self._groups = [
+            (self._processing(params), torch.tensor(indices, device=device))
+            for params, indices in by_params.items()
+        ]
+
+    def _forward(
+        self, inputs_embeds: torch.Tensor, layer_inputs: bool = False
+    ) -> tuple[torch.Tensor, Any, torch.Tensor]:
+        """One step for every cache row: the last hidden state of each, with `layer_inputs`
+        every layer's input (`output_hidden_states`; else None), and the positions of this
+        step's inputs, (cache rows, 1)."""
+        columns = self._cache.get_seq_length()
+        positions = self._positions
+        mask = None
+        if any(row.position < columns for row in self.rows):  # some rows are left-padded
+            mask = self._padding_mask(positions, columns + 1)
         out = self.t3.tfmr(
             inputs_embeds=inputs_embeds,
             past_key_values=self._cache,
             attention_mask=mask,
             position_ids=positions,
             use_cache=True,
+            output_hidden_states=layer_inputs,
         )
-        self._cache, self._mask = out.past_key_values, mask
+        self._cache = out.past_key_values
+        self._positions = positions + 1
+        for row in self.rows:
+            row.position += 1
         hidden: torch.Tensor = out[0]
-        return hidden[:, -1:]
+        return hidden[:, -1:], out.hidden_states if layer_inputs else None, positions
 
-    def _sample(self, row: _Row, logits: torch.Tensor, processed: torch.Tensor) -> int:
+    def _padding_mask(self, positions: torch.Tensor, columns: int) -> torch.Tensor:
+        """Which of the `columns` (this step's included) each cache row attends to: its own,
+        the last `position + 1`. The mask transformers would make from the same (rows,
+        columns) 0/1 mask, made here, because transformers checks on the host whether a 2-D
+        mask pads anything (for SDPA: skipping a mask that does not)."""
+        first: torch.Tensor = columns - 1 - positions
+        real = torch.arange(columns, device=positions.device) >= first
+        if self.t3.tfmr.config._attn_implementation == "sdpa":
+            return real[:, None, None, :]  # (rows, heads, queries, columns): True attends
+        return real.long()
+
+    def _sample(
+        self, logits: torch.Tensor, reports: torch.Tensor | None = None
+    ) -> dict[Hashable, int]:
+        """Every stream's next token from its `logits` (streams, vocab): the step's one
+        transfer to the host, with the streams' alignment `reports` (streams, 3), if any."""
+        if len(self._groups) == 1:
+            process = self._groups[0][0]
+            processed = process(logits, self._seen)
+        else:
+            processed = torch.empty_like(logits)
+            for process, members in self._groups:
+                assert members is not None
+                seen = self._seen.index_select(0, members)
+                processed.index_copy_(0, members, process(logits.index_select(0, members), seen))
         if self.record_logits:
-            row.logits.append(logits.detach().clone())
-        if torch.all(processed == -float("inf")):
+            for index, row in enumerate(self.rows):
+                row.logits.append(logits[index : index + 1].detach().clone())
+        drawn, empty = draw(processed, [row.generator for row in self.rows])
+        # A stream with nothing to sample from keeps its state (it is done).
+        tokens = torch.where(empty, self._tokens, drawn)
+        self._seen.scatter_(1, tokens, True)
+        self._tokens = tokens
+        self._steps = self._steps + (~empty).long()
+        packed = torch.where(empty, -1, drawn)
+        if reports is not None:
+            packed = torch.cat([packed, reports], dim=1)
+        result = {}
+        for row, (token, *flags) in zip(self.rows, packed.tolist(), strict=True):
+            self._settle(row, token, flags)
+            result[row.key] = token
+        return result
+
+    def _settle(self, row: _Row, token: int, report: list[int]) -> None:
+        """The host's part of a stream's step, once its token is back."""
+        if token < 0:
             row.finished = True
-            return -1
-        token = torch.multinomial(F.softmax(processed, dim=-1), 1, generator=row.generator)
-        row.history = torch.cat([row.history, token], dim=1)
-        row.last_token = token
-        row.step += 1
-        if int(token) == self.t3.hp.stop_speech_token:
-            row.finished = True
-        return int(token)
+        else:
+            row.last_token = token
+            row.step += 1
+            if token == self.t3.hp.stop_speech_token:
+                row.finished = True
+        if row.guard is not None:
+            row.guard.settle(report)
 
 
 def _pad_left(cache: Any, columns: int) -> None:
     for layer in cache.layers:
         layer.keys = F.pad(layer.keys, (0, 0, columns, 0))
         layer.values = F.pad(layer.values, (0, 0, columns, 0))
+
+
+def _without(tensor: torch.Tensor, start: int, stop: int) -> torch.Tensor:
+    """`tensor` without rows `start` to `stop` (exclusive), a new tensor."""
+    return torch.cat([tensor[:start], tensor[stop:]])
+
+
+def _one_hot(token: torch.Tensor, vocab: int) -> torch.Tensor:
+    """(1, vocab) bool: `token` (1, 1) marked."""
+    return torch.zeros(1, vocab, dtype=torch.bool, device=token.device).scatter_(1, token, True)
 
 
 class TurboBatch(T3Batch):
@@ -228,40 +346,58 @@ class TurboBatch(T3Batch):
     ) -> int:
         """Prefill one stream and add it; returns its first token (stop = done)."""
         t3 = self.t3
-        start = t3.hp.start_speech_token * torch.ones_like(text_tokens[:, :1])
+        start_token = t3.hp.start_speech_token
+        start = start_token * torch.ones_like(text_tokens[:, :1])
         embeds, _ = t3.prepare_input_embeds(
             t3_cond=t3_cond, text_tokens=text_tokens, speech_tokens=start, cfg_weight=0.0
         )
         # The prompt is [conditioning, text, start token].
         cond_length = embeds.shape[1] - text_tokens.shape[1] - 1
         out = self._prefill(embeds, cond_length, cond_key)
-        logits = t3.speech_head(out[0][:, -1:])[:, -1, :]
-        row = _Row(key, params, generator, 1, start, start, position=embeds.shape[1])
-        processors = turbo_processors(params)
-        token = self._sample(row, logits, processors(start, logits))
+        logits = t3.speech_head(out[0][:, -1:])[:, -1, :].float()
+        length = embeds.shape[1]
+        row = _Row(key, params, generator, 1, position=length, last_token=start_token)
+        vocab = logits.shape[-1]
+        token, drawn = self._first_token(row, logits, _one_hot(start, vocab))
         # Upstream's repetition penalty never sees the start token once decoding runs.
-        row.history = row.history[:, 1:]
-        self._join(row, out.past_key_values, embeds.shape[1])
+        if token >= 0:
+            self._join(row, out.past_key_values, length, drawn, _one_hot(drawn, vocab))
+        else:
+            seen = torch.zeros(1, vocab, dtype=torch.bool, device=start.device)
+            self._join(row, out.past_key_values, length, start, seen)
         return token
 
     @torch.inference_mode()
     def step(self) -> dict[Hashable, int]:
         """One token for every stream: {key: token}; a stop token means the stream is done."""
         t3 = self.t3
-        tokens = torch.cat([row.last_token for row in self.rows], dim=0)
-        positions = torch.tensor([[row.position] for row in self.rows], device=tokens.device)
-        hidden = self._forward(t3.speech_emb(tokens), positions)
-        logits = t3.speech_head(hidden)[:, -1, :]
-        result = {}
-        for index, row in enumerate(self.rows):
-            row.position += 1
-            row_logits = logits[index : index + 1]
-            processed = turbo_processors(row.params)(row.history, row_logits)  # type: ignore[arg-type]
-            result[row.key] = self._sample(row, row_logits, processed)
-        return result
+        hidden, _, _ = self._forward(t3.speech_emb(self._tokens))
+        return self._sample(t3.speech_head(hidden)[:, -1, :].float())
+
+    def _processing(self, params: SamplingParams) -> Processing:
+        return turbo_processing(params)
 
 
 class OriginalBatch(T3Batch):
+    def __init__(
+        self,
+        t3: Any,
+        record_logits: bool = False,
+        prefix_cache_size: int = DEFAULT_PREFIX_CACHE_SIZE,
+        alignment_checks: bool = False,
+    ):
+        """`alignment_checks`: upstream's multilingual end-of-speech checks, per stream."""
+        super().__init__(t3, record_logits, prefix_cache_size)
+        self.alignment_checks = alignment_checks
+        # Which cache rows each stream reads (the same twice without guidance), the stream
+        # of each cache row, and each stream's guidance weight (streams, 1).
+        self._cond_rows: Any = None
+        self._uncond_rows: Any = None
+        self._row_streams: Any = None
+        self._cfg: Any = None
+        self._guided: Any = None  # (streams, 1) bool
+        self._widths: set[int] = set()
+
     @torch.inference_mode()
     def add(
         self,
@@ -276,7 +412,8 @@ class OriginalBatch(T3Batch):
         width = 2 if params.cfg_weight > 0.0 else 1
         text_tokens = text_tokens.reshape(1, -1).to(dtype=torch.long, device=t3.device)
         text_tokens = text_tokens.expand(width, -1)
-        bos = torch.tensor([[t3.hp.start_speech_token]], dtype=torch.long, device=t3.device)
+        start_token = t3.hp.start_speech_token
+        bos = torch.tensor([[start_token]], dtype=torch.long, device=t3.device)
         embeds, _ = t3.prepare_input_embeds(
             t3_cond=t3_cond,
             text_tokens=text_tokens.clone(),
@@ -289,42 +426,87 @@ class OriginalBatch(T3Batch):
         # row's text is zeroed, its conditioning is the same.
         cond_length = inputs.shape[1] - text_tokens.shape[1] - 2
         out = self._prefill(inputs, cond_length, cond_key, output_hidden_states=True)
-        row = _Row(key, params, generator, width, bos, bos, position=inputs.shape[1])
-        token = self._sample_guided(row, t3.speech_head(out.hidden_states[-1])[:, -1, :])
-        self._join(row, out.past_key_values, inputs.shape[1])
+        length = inputs.shape[1]
+        row = _Row(key, params, generator, width, position=length, last_token=start_token)
+        logits = t3.speech_head(out.hidden_states[-1])[:, -1, :].float()
+        if width == 2:
+            cfg = torch.full((1, 1), params.cfg_weight, dtype=logits.dtype, device=logits.device)
+            logits = _guide(logits[0:1], logits[1:2], cfg)
+        report = None
+        if self.alignment_checks:
+            text_end = cond_length + text_tokens.shape[1]
+            row.guard = AlignmentGuard(cond_length, text_end, t3.hp.stop_speech_token)
+            # Upstream reads the two start positions' rows of the prompt's attention first.
+            starts = torch.arange(length - 2, length, device=t3.device)
+            attention = aligned_attention(t3, out.hidden_states, out.past_key_values, 0, 0, starts)
+            logits, report = row.guard.step_on_device(attention, logits, row.last_token)
+        seen = _one_hot(bos, logits.shape[-1])
+        token, drawn = self._first_token(row, logits, seen, report)
+        if token >= 0:
+            self._join(row, out.past_key_values, length, drawn, seen.scatter(1, drawn, True))
+        else:
+            self._join(row, out.past_key_values, length, bos, seen)
         return token
 
     @torch.inference_mode()
     def step(self) -> dict[Hashable, int]:
         t3 = self.t3
-        embeds, positions = [], []
-        for row in self.rows:
-            embed = t3.speech_emb(row.last_token) + t3.speech_pos_emb.get_fixed_embedding(row.step)
-            embeds.append(embed.expand(row.width, -1, -1))
-            positions.extend([[row.position]] * row.width)
-        device = self.rows[0].last_token.device
-        hidden = self._forward(torch.cat(embeds), torch.tensor(positions, device=device))
-        logits = t3.speech_head(hidden)[:, -1, :]
-        result, offset = {}, 0
-        for row in self.rows:
-            row.position += 1
-            result[row.key] = self._sample_guided(row, logits[offset : offset + row.width])
+        embeds = t3.speech_emb(self._tokens) + t3.speech_pos_emb.get_fixed_embedding(self._steps)
+        if self._widths != {1}:
+            embeds = embeds.index_select(0, self._row_streams)
+        guarded = self.alignment_checks
+        hidden, layer_inputs, positions = self._forward(embeds, layer_inputs=guarded)
+        logits = self._guided_logits(t3.speech_head(hidden)[:, -1, :].float())
+        if not guarded:
+            return self._sample(logits)
+        columns = self._cache.get_seq_length()
+        edited, reports, offset = [], [], 0
+        for index, row in enumerate(self.rows):
+            assert row.guard is not None
+            # The row's sequence is its last `position` columns (left padding before).
+            start = columns - row.position
+            here = positions[offset]
+            attention = aligned_attention(t3, layer_inputs, self._cache, offset, start, here)
+            row_logits = logits[index : index + 1]
+            row_logits, report = row.guard.step_on_device(attention, row_logits, row.last_token)
+            edited.append(row_logits)
+            reports.append(report)
             offset += row.width
-        return result
+        return self._sample(torch.cat(edited), torch.stack(reports))
 
-    def _sample_guided(self, row: _Row, logits: torch.Tensor) -> int:
-        params = row.params
-        if row.width == 2:
-            cond, uncond = logits[0:1], logits[1:2]
-            cfg = torch.as_tensor(params.cfg_weight, device=cond.device, dtype=cond.dtype)
-            logits = cond + cfg * (cond - uncond)
-        ids = row.history
-        processed = RepetitionPenaltyLogitsProcessor(penalty=float(params.repetition_penalty))(
-            ids,
-            logits,
-        )
-        if params.temperature != 1.0:
-            processed = processed / params.temperature
-        processed = MinPLogitsWarper(min_p=params.min_p)(ids, processed)  # type: ignore[arg-type]
-        processed = TopPLogitsWarper(top_p=params.top_p)(ids, processed)
-        return self._sample(row, logits, processed)
+    def _processing(self, params: SamplingParams) -> Processing:
+        return original_processing(params)
+
+    def _arrange(self) -> None:
+        super()._arrange()
+        cond: list[int] = []
+        uncond: list[int] = []
+        streams: list[int] = []
+        for index, row in enumerate(self.rows):
+            cond.append(len(streams))
+            uncond.append(len(streams) + row.width - 1)
+            streams.extend([index] * row.width)
+        device = self._tokens.device
+        rows = torch.tensor(cond + uncond + streams, device=device)
+        count = len(self.rows)
+        self._cond_rows, self._uncond_rows = rows[:count], rows[count : 2 * count]
+        self._row_streams = rows[2 * count :]
+        self._guided = (self._uncond_rows != self._cond_rows).view(-1, 1)
+        weights = [[row.params.cfg_weight] for row in self.rows]
+        self._cfg = torch.tensor(weights, dtype=torch.float32, device=device)
+        self._widths = {row.width for row in self.rows}
+
+    def _guided_logits(self, logits: torch.Tensor) -> torch.Tensor:
+        """Each stream's logits (streams, vocab) from its cache rows' (classifier-free
+        guidance where it has two)."""
+        if self._widths == {1}:
+            return logits
+        cond = logits.index_select(0, self._cond_rows)
+        guided = _guide(cond, logits.index_select(0, self._uncond_rows), self._cfg)
+        if self._widths == {2}:
+            return guided
+        return torch.where(self._guided, guided, cond)
+
+
+def _guide(cond: torch.Tensor, uncond: torch.Tensor, cfg: torch.Tensor) -> torch.Tensor:
+    return cond + cfg * (cond - uncond)

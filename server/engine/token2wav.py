@@ -17,6 +17,10 @@ call, and the new tail is held back in turn. The final call holds nothing back.
 The flow's starting noise comes from a per-request `NoiseTape` indexed by absolute frame, so a
 frame sees the same noise however the utterance is cut into chunks; upstream's start trim/fade is
 applied to the first chunk only (upstream applies it to every call's output).
+
+Dtypes: the flow computes in its own dtype (float32, or 16-bit under `--dtype`: loading.py), and
+everything given to it (reference mel, speaker embedding, noise, drawn in float32 on the CPU) is
+cast to it; its mel frames are cast to the vocoder's dtype (float32) before HiFT.
 """
 
 from __future__ import annotations
@@ -132,12 +136,15 @@ def flow_mel(
     z = torch.cat([prompt.noise, noise[:, :, : total_frames - prompt_frames]], dim=2).to(mu)
 
     decoder = flow.decoder
-    t_span = torch.linspace(0, 1, n_timesteps + 1, device=mu.device, dtype=mu.dtype)
+    # The time steps in float32, then the flow's dtype: the same as upstream's in float32,
+    # and in 16 bits the cosine schedule is rounded once instead of at every operation.
+    t_span = torch.linspace(0, 1, n_timesteps + 1, device=mu.device)
+    if not meanflow and decoder.t_scheduler == "cosine":
+        t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
+    t_span = t_span.to(mu.dtype)
     if meanflow:
         mel = _meanflow_euler(decoder.estimator, z, t_span, mu, frame_mask, spks, cond)
     else:
-        if decoder.t_scheduler == "cosine":
-            t_span = 1 - torch.cos(t_span * 0.5 * torch.pi)
         mel = decoder.solve_euler(
             z, t_span=t_span, mu=mu, mask=frame_mask, spks=spks, cond=cond, meanflow=False
         )
@@ -237,7 +244,9 @@ class Token2WavStreamer:
         )
         self._speaker = ref["embedding"].to(device)
         self._emitted_tokens = 0
+        # The flow's last frames, in its dtype: the next chunk's prompt.
         self._recent_mel = torch.zeros(1, 0, 80, device=device, dtype=s3gen.dtype)
+        self._vocoder_dtype = next(s3gen.mel2wav.parameters()).dtype
         self._vocoder_mel_cache: torch.Tensor | None = None
         self._vocoder_source_cache: torch.Tensor | None = None
         self._held_back: torch.Tensor | None = None
@@ -349,6 +358,7 @@ class Token2WavStreamer:
 
     def _vocode(self, new_mel: torch.Tensor, *, finalize: bool) -> torch.Tensor:
         hift = self.s3gen.mel2wav
+        new_mel = new_mel.to(self._vocoder_dtype)
         first = self._vocoder_mel_cache is None
         if first:
             speech_feat = new_mel

@@ -18,6 +18,10 @@ async def health(request: Request) -> Response:
     # What `language` may be (ISO 639-1), once the model is loaded: the web app's picker.
     if (languages := spoken_languages(worker)) is not None:
         body["languages"] = list(languages)
+        assert worker.runner is not None
+        # Those the model has but this host cannot run (a text front-end missing), and why.
+        if unavailable := worker.runner.engine.unavailable_languages:
+            body["unavailable_languages"] = dict(unavailable)
     return JSONResponse(body, status_code=status)
 
 

@@ -15,9 +15,16 @@ from server.engine.cpu_kernels import (
     prepare_for_cpu,
 )
 from server.engine.loading import LoadedModel
+from tests.conftest import TEST_DEVICE
 
 pytestmark = pytest.mark.skipif(
     not packing_available(torch.device("cpu")), reason="this PyTorch build has no oneDNN"
+)
+# The kernels are a CPU path: on another device the model fixtures hold the plain model. The
+# layer tests run on CPU tensors, and so on every machine.
+on_the_cpu_only = pytest.mark.skipif(
+    TEST_DEVICE.type != "cpu",
+    reason=f"the oneDNN kernels are a CPU path; the model tests run on {TEST_DEVICE}",
 )
 
 
@@ -80,6 +87,7 @@ def test_native_transposed_convolution_equals_the_original_with_weight_norm(leng
 
 
 @pytest.mark.model
+@on_the_cpu_only
 def test_model_layers_are_all_swapped(turbo_model_cpu_kernels: LoadedModel) -> None:
     for module in (turbo_model_cpu_kernels.t3, turbo_model_cpu_kernels.s3gen):
         kinds = {type(m) for m in module.modules()}
@@ -89,6 +97,7 @@ def test_model_layers_are_all_swapped(turbo_model_cpu_kernels: LoadedModel) -> N
 
 
 @pytest.mark.model
+@on_the_cpu_only
 def test_t3_and_flow_compute_what_upstream_modules_compute(
     turbo_model: LoadedModel, turbo_model_cpu_kernels: LoadedModel
 ) -> None:

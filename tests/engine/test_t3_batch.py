@@ -42,7 +42,7 @@ def _add(
     assert voice is not None
     t3_cond, _ = voice.for_request(0.5, model.device)
     seed = ord(key)
-    generator = torch.Generator().manual_seed(seed)
+    generator = torch.Generator(device=model.device).manual_seed(seed)
     return batch.add(key, t3_cond, _text_tokens(model, key), params, generator, cond_key)
 
 
@@ -103,7 +103,7 @@ def test_turbo_batch_of_one_gives_the_solo_tokens(turbo_model: LoadedModel) -> N
             t3_cond,
             _text_tokens(turbo_model, "a"),
             params,
-            torch.Generator().manual_seed(ord("a")),
+            torch.Generator(device=turbo_model.device).manual_seed(ord("a")),
             10,
         )
     )

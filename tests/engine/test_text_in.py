@@ -19,6 +19,7 @@ from server.engine.schema import TRAILING_SILENCE_TOKENS, Cancelled
 from server.engine.stream_state import PAUSE_COVER_TOKENS
 from server.engine.text_feed import TextFeed
 from server.engine.types import Audio
+from tests.conftest import device_atol
 
 pytestmark = pytest.mark.model
 SAMPLES_PER_TOKEN = 960
@@ -68,7 +69,7 @@ def test_text_pushed_whole_equals_the_text_sent_at_once_serial(engine: Streaming
     assert fed[-1].summary is not None and plain[-1].summary is not None
     assert fed[-1].summary.speech_tokens == plain[-1].summary.speech_tokens
     assert [c.audio.size for c in fed] == [c.audio.size for c in plain]
-    np.testing.assert_allclose(_audio(fed), _audio(plain), atol=1e-5)
+    np.testing.assert_allclose(_audio(fed), _audio(plain), atol=device_atol(1e-5, _audio(plain)))
 
 
 def test_text_pushed_whole_equals_the_text_sent_at_once_batched(
@@ -86,7 +87,7 @@ def test_text_pushed_whole_equals_the_text_sent_at_once_batched(
     plain, fed = asyncio.run(both())
     assert fed[-1].summary is not None and plain[-1].summary is not None
     assert fed[-1].summary.speech_tokens == plain[-1].summary.speech_tokens
-    np.testing.assert_allclose(_audio(fed), _audio(plain), atol=1e-5)
+    np.testing.assert_allclose(_audio(fed), _audio(plain), atol=device_atol(1e-5, _audio(plain)))
 
 
 def _expected_samples(summary_tokens: int, pauses: int) -> int:

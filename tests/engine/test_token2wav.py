@@ -20,14 +20,18 @@ from server.engine.token2wav import (
     flow_mel_together,
 )
 from server.engine.types import Audio
+from tests.conftest import ON_CUDA, TEST_DEVICE, device_atol
 
 
 def test_noise_tape_gives_each_frame_the_same_noise_however_sliced() -> None:
-    tape = NoiseTape(5, torch.device("cpu"))
+    tape = NoiseTape(5, TEST_DEVICE)
     whole = tape.frames(0, 3000)
-    assert torch.equal(NoiseTape(5, torch.device("cpu")).frames(1500, 2100), whole[:, :, 1500:2100])
+    assert whole.device.type == TEST_DEVICE.type
+    assert torch.equal(NoiseTape(5, TEST_DEVICE).frames(1500, 2100), whole[:, :, 1500:2100])
     assert torch.equal(tape.frames(10, 20), whole[:, :, 10:20])
-    assert not torch.equal(NoiseTape(6, torch.device("cpu")).frames(0, 10), whole[:, :, :10])
+    assert not torch.equal(NoiseTape(6, TEST_DEVICE).frames(0, 10), whole[:, :, :10])
+    # The noise is drawn on the CPU: every device gets the same values.
+    assert torch.equal(NoiseTape(5, torch.device("cpu")).frames(0, 3000), whole.cpu())
 
 
 def _streamer(
@@ -47,13 +51,15 @@ def _streamer(
     )
 
 
-def _random_tokens(count: int, seed: int) -> torch.Tensor:
-    return torch.randint(0, 6561, (count,), generator=torch.Generator().manual_seed(seed))
+def _random_tokens(count: int, seed: int, device: torch.device) -> torch.Tensor:
+    # Drawn on the CPU, so that every device decodes the same tokens.
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 6561, (count,), generator=generator).to(device)
 
 
 def _stream(streamer: Token2WavStreamer, tokens: torch.Tensor, ends: list[int]) -> list[Audio]:
-    chunks = [streamer.decode(tokens[:end], finalize=False).numpy() for end in ends]
-    chunks.append(streamer.decode(tokens, finalize=True).numpy())
+    chunks = [streamer.decode(tokens[:end], finalize=False).cpu().numpy() for end in ends]
+    chunks.append(streamer.decode(tokens, finalize=True).cpu().numpy())
     return chunks
 
 
@@ -61,7 +67,7 @@ def _stream(streamer: Token2WavStreamer, tokens: torch.Tensor, ends: list[int]) 
 def test_flow_without_finalize_holds_back_the_lookahead(turbo_model: LoadedModel) -> None:
     # Upstream 0.1.7 crashes here (h truncated, h_masks not).
     streamer = _streamer(turbo_model, seed=0)
-    partial = streamer.decode(_random_tokens(20, 0), finalize=False)
+    partial = streamer.decode(_random_tokens(20, 0, turbo_model.device), finalize=False)
     # 17 tokens' frames, less the 8 frames held back for the vocoder crossfade.
     assert partial.shape == ((20 - 3) * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME - 3840,)
 
@@ -76,7 +82,7 @@ def test_first_call_with_whole_prompt_is_upstream_flow(
     voice = builtin_voice(turbo_model)
     assert voice is not None
     _, ref = voice.for_request(0.5, turbo_model.device)
-    tokens = _random_tokens(30, 4)
+    tokens = _random_tokens(30, 4, turbo_model.device)
     prompt_frames = ref["prompt_feat"].shape[1]
     noise = NoiseTape(9, turbo_model.device).frames(0, prompt_frames + 60)
     # Upstream draws the prompt part of its starting noise with randn_like.
@@ -103,16 +109,16 @@ def test_first_call_with_whole_prompt_is_upstream_flow(
         meanflow=True,
     )
     assert ours.shape == upstream.shape == (1, 80, 60)
-    assert torch.allclose(ours, upstream, atol=1e-5)
+    assert torch.allclose(ours, upstream, atol=device_atol(1e-5, upstream))
 
 
 @pytest.mark.model
 def test_streamed_audio_has_offline_length_and_no_seams(turbo_model: LoadedModel) -> None:
-    tokens = _random_tokens(75, 1)
+    tokens = _random_tokens(75, 1, turbo_model.device)
     streamer = _streamer(turbo_model, seed=3, reference=100, context=20)
     chunks = _stream(streamer, tokens, [13, 33, 53])
     streamed = np.concatenate(chunks)
-    offline = _streamer(turbo_model, seed=3).decode_offline(tokens).numpy()
+    offline = _streamer(turbo_model, seed=3).decode_offline(tokens).cpu().numpy()
 
     assert streamed.size == offline.size == 75 * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME
     assert streamer.flow_calls == 4
@@ -134,7 +140,7 @@ def test_chunk_cost_does_not_grow_with_the_stream(turbo_model: LoadedModel) -> N
 
     streamer.s3gen.flow.encoder.forward = spy
     try:
-        chunks = _stream(streamer, _random_tokens(90, 2), [23, 43, 63, 83])
+        chunks = _stream(streamer, _random_tokens(90, 2, turbo_model.device), [23, 43, 63, 83])
     finally:
         del streamer.s3gen.flow.encoder.forward
     assert sum(c.size for c in chunks) == 90 * MEL_FRAMES_PER_TOKEN * SAMPLES_PER_MEL_FRAME
@@ -144,25 +150,32 @@ def test_chunk_cost_does_not_grow_with_the_stream(turbo_model: LoadedModel) -> N
 @pytest.mark.model
 def test_decoding_after_the_final_chunk_is_an_error(turbo_model: LoadedModel) -> None:
     streamer = _streamer(turbo_model, seed=0)
-    streamer.decode(_random_tokens(8, 0), finalize=True)
+    tokens = _random_tokens(8, 0, turbo_model.device)
+    streamer.decode(tokens, finalize=True)
     with pytest.raises(RuntimeError):
-        streamer.decode(_random_tokens(8, 0), finalize=True)
+        streamer.decode(tokens, finalize=True)
 
 
 @pytest.mark.model
 def test_a_streams_audio_depends_only_on_its_seed_and_tokens(turbo_model: LoadedModel) -> None:
     # HiFT draws noise from the global generator; other work on the device must not change
-    # a stream's audio, and the global generator is left as it was.
-    tokens = _random_tokens(40, 3)
+    # a stream's audio, and the global generators are left as they were. (Bit for bit on CUDA
+    # too: conftest.py asks for deterministic kernels.)
+    tokens = _random_tokens(40, 3, turbo_model.device)
     first = _stream(_streamer(turbo_model, 11), tokens, [20])
     torch.manual_seed(1234)
-    before = torch.get_rng_state()
+    before = _global_rng_states()
     second = _stream(_streamer(turbo_model, 11), tokens, [20])
-    assert torch.equal(torch.get_rng_state(), before)
+    for now, then in zip(_global_rng_states(), before, strict=True):
+        assert torch.equal(now, then)
     for a, b in zip(first, second, strict=True):
         assert np.array_equal(a, b)
     other = _stream(_streamer(turbo_model, 12), tokens, [20])
     assert not np.array_equal(other[0], first[0])
+
+
+def _global_rng_states() -> list[torch.Tensor]:
+    return [torch.get_rng_state(), *([torch.cuda.get_rng_state()] if ON_CUDA else [])]
 
 
 @pytest.mark.model
@@ -171,7 +184,7 @@ def test_streams_sharing_a_flow_call_get_their_own_audio(turbo_model: LoadedMode
     # one batched flow call equal the chunks each computes alone, up to summation order.
     def started(seed: int) -> tuple[Token2WavStreamer, torch.Tensor]:
         streamer = _streamer(turbo_model, seed, reference=100, context=50)
-        tokens = _random_tokens(60, seed)
+        tokens = _random_tokens(60, seed, turbo_model.device)
         streamer.decode(tokens[:20], finalize=False)
         return streamer, tokens
 

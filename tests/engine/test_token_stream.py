@@ -38,7 +38,9 @@ def test_turbo_tokens_match_upstream_inference_turbo(turbo_model: LoadedModel, s
     )[0].tolist()
 
     t3_cond, _ = voice.for_request(0.5, turbo_model.device)
-    generator = torch.Generator().manual_seed(seed)
+    # Upstream samples on the model's device from its global generator, seeded above: ours
+    # draws from a generator of that device, seeded alike.
+    generator = torch.Generator(device=turbo_model.device).manual_seed(seed)
     ours = list(
         turbo_speech_tokens(turbo_model.t3, t3_cond, text_tokens, params, generator, steps + 1)
     )
@@ -83,7 +85,7 @@ def test_original_tokens_match_upstream_inference_with_cfg(
     )[0].tolist()
 
     t3_cond, _ = voice.for_request(0.7, original_model.device)
-    generator = torch.Generator().manual_seed(7)
+    generator = torch.Generator(device=original_model.device).manual_seed(7)
     ours = list(original_speech_tokens(t3, t3_cond, text_tokens, params, generator, steps))
     assert ours == upstream
 

@@ -113,9 +113,13 @@ PRECEDENCE = {
     "max_context_chars": ("5", "6", "7"),
     "drain_timeout": ("5", "6", "7.5"),
     "warmup": ("off", "on", "off"),
+    "alignment_checks": ("off", "on", "off"),
     "api_keys_file": ("/a.toml", "/b.toml", "/c.toml"),
     "key_max_streams": ("5", "6", "7"),
     "restrict_ops": ("off", "on", "off"),
+    "threads": ("5", "6", "7"),
+    "tf32": ("off", "on", "off"),
+    "dtype": ("float16", "bfloat16", "float32"),
 }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from server.engine.loading import ModelVariant
-from server.engine.sampling import ORIGINAL_DEFAULTS, TURBO_DEFAULTS
+from server.engine.sampling import MULTILINGUAL_DEFAULTS, ORIGINAL_DEFAULTS, TURBO_DEFAULTS
 from server.error_responses import native_body
 from server.errors import FieldError
 from server.forms import parse_speech_fields
@@ -15,6 +15,11 @@ def test_defaults_follow_the_model_variant() -> None:
     turbo = parse_speech_fields({"text": "x"}, variant=ModelVariant.TURBO, max_text_chars=9)
     original = parse_speech_fields({"text": "x"}, variant=ModelVariant.ORIGINAL, max_text_chars=9)
     assert turbo.params == TURBO_DEFAULTS and original.params == ORIGINAL_DEFAULTS
+    multilingual = parse_speech_fields(
+        {"text": "x"}, variant=ModelVariant.MULTILINGUAL, max_text_chars=9
+    )
+    assert multilingual.params == MULTILINGUAL_DEFAULTS  # upstream mtl `generate`'s
+    assert multilingual.params.repetition_penalty == 2.0
     assert turbo.chunk_size == 50 and turbo.seed is None and turbo.max_new_tokens is None
 
 

@@ -115,6 +115,22 @@ def test_health_lists_the_languages_of_the_loaded_model(
     assert languages in (["en"], list(MULTILINGUAL_LANGUAGES))
 
 
+def test_a_language_this_host_cannot_run_is_not_offered_and_health_says_why(
+    base_config: ServerConfig,
+) -> None:
+    # The multilingual model speaks Hebrew, but its text front-end is not installed here.
+    spoken = tuple(code for code in MULTILINGUAL_LANGUAGES if code != "he")
+    why = {"he": "Hebrew diacritics need dicta_onnx, which is not installed"}
+    engine = multilingual_fake(languages=spoken, unavailable_languages=why)
+    with serving(base_config, engine) as live:
+        wait_ready(live.url)
+        health = httpx.get(f"{live.url}/health").json()
+        assert "he" not in health["languages"] and health["unavailable_languages"] == why
+        response = _form(live, "/synthesize", "he")
+        assert response.status_code == 422 and response.json()["field"] == "language"
+        assert not engine.requests
+
+
 # --- the language reaches the engine -----------------------------------------------------------
 
 

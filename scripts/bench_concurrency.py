@@ -9,7 +9,18 @@ counting only T3's time, i.e. what it would be if token-to-wave were free: the c
 batching T3 can reach on this device); with --plot a PNG of throughput and time to first audio
 against concurrency.
 
-    python scripts/bench_concurrency.py [--ckpt-dir DIR] [--json out.json] [--plot out.png]
+    python scripts/bench_concurrency.py [--model turbo|original|multilingual] [--ckpt-dir DIR]
+        [--baseline-ckpt-dir DIR] [--language en] [--device cuda:0] [--dtype bfloat16]
+        [--json out.json] [--plot out.png]
+
+--model other than turbo (the default) measures Turbo first, as the baseline, then that model,
+one model in memory at a time, each with upstream's sampling defaults for it, and prints the
+figures side by side (one column per model); --json then writes {"device", "dtype", "tokens",
+"repeats", "baseline": "turbo", "model", "models": {"turbo": {...}, ...}}, each model's figures
+(its modes' rows and ratios) as a Turbo-only run writes them at the top level. --ckpt-dir is
+the checkpoint of --model, --baseline-ckpt-dir Turbo's when it is the baseline (default: the
+full-size random-weight checkpoints); --language is the multilingual model's (the others speak
+English only).
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from scripts.bench_streaming import compared_models, free_memory, side_by_side
 from server.engine.__main__ import default_device, random_checkpoint
 from server.engine.batch_scheduler import DeviceTime
 from server.engine.device_thread import DeviceThread
@@ -36,12 +48,39 @@ from server.engine.engine import (
     StreamingEngine,
     SynthesisRequest,
 )
-from server.engine.loading import ModelVariant, load_model
+from server.engine.loading import ModelDtype, ModelVariant, default_dtype, load_model
 from server.engine.runners import BatchedRunner, EngineRunner, SerialRunner
-from server.engine.sampling import TURBO_DEFAULTS
+from server.engine.sampling import SamplingParams
+from server.engine.schema import DEFAULT_LANGUAGE
+from server.forms import default_params
 
 LEVELS = (1, 2, 4, 8)
 TEXT = "Several listeners are waiting for their own sentences at the very same time."
+
+
+@dataclasses.dataclass(frozen=True)
+class Asked:
+    """What every stream asks of the model measured: upstream `generate`'s sampling defaults
+    for it (as the server gives them), in its language."""
+
+    params: SamplingParams
+    language: str
+
+    @classmethod
+    def of(cls, variant: ModelVariant, language: str) -> Asked:
+        # Only the multilingual model speaks other languages than the default.
+        spoken = language if variant is ModelVariant.MULTILINGUAL else DEFAULT_LANGUAGE
+        return cls(default_params(variant), spoken)
+
+    def request(self, seed: int, tokens: int, started: float) -> SynthesisRequest:
+        return SynthesisRequest(
+            TEXT,
+            self.params,
+            seed=seed,
+            max_new_tokens=tokens,
+            started_at=started,
+            language=self.language,
+        )
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -50,11 +89,9 @@ def _percentile(values: list[float], q: float) -> float:
 
 
 async def _one_stream(
-    runner: EngineRunner, seed: int, tokens: int, started: float
+    runner: EngineRunner, asked: Asked, seed: int, tokens: int, started: float
 ) -> tuple[float, float]:
-    request = SynthesisRequest(
-        TEXT, TURBO_DEFAULTS, seed=seed, max_new_tokens=tokens, started_at=started
-    )
+    request = asked.request(seed, tokens, started)
     first, samples = 0.0, 0
     async for chunk in runner.stream(request):
         first = first or time.perf_counter() - started
@@ -83,11 +120,11 @@ def _breakdown(before: DeviceTime | None, after: DeviceTime | None) -> dict[str,
     }
 
 
-async def _level(runner: EngineRunner, streams: int, tokens: int) -> dict[str, float]:
+async def _level(runner: EngineRunner, asked: Asked, streams: int, tokens: int) -> dict[str, float]:
     before = _device_time(runner)
     started = time.perf_counter()
     results = await asyncio.gather(
-        *(_one_stream(runner, 100 + i, tokens, started) for i in range(streams))
+        *(_one_stream(runner, asked, 100 + i, tokens, started) for i in range(streams))
     )
     wall = time.perf_counter() - started
     ttfa = [r[0] for r in results]
@@ -126,14 +163,18 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    for mode, style in (("batched", "o-"), ("unshared", "^:"), ("serial", "s--")):
-        rows = figures.get(mode)
-        if not rows:
-            continue
-        xs = [r["streams"] for r in rows]
-        left.plot(xs, [r["throughput"] for r in rows], style, label=mode)
-        right.plot(xs, [r["ttfa_p95_s"] for r in rows], style, label=f"{mode} p95")
-        right.plot(xs, [r["ttfa_p50_s"] for r in rows], style, alpha=0.5, label=f"{mode} p50")
+    # One model's rows at the top level, or several models' side by side.
+    columns: dict[str, dict[str, Any]] = figures.get("models", {"": figures})
+    for model, measured in columns.items():
+        for mode, style in (("batched", "o-"), ("unshared", "^:"), ("serial", "s--")):
+            rows = measured.get(mode)
+            if not rows:
+                continue
+            name = f"{model} {mode}".strip()
+            xs = [r["streams"] for r in rows]
+            left.plot(xs, [r["throughput"] for r in rows], style, label=name)
+            right.plot(xs, [r["ttfa_p95_s"] for r in rows], style, label=f"{name} p95")
+            right.plot(xs, [r["ttfa_p50_s"] for r in rows], style, alpha=0.5, label=f"{name} p50")
     left.set(
         xlabel="concurrent streams",
         ylabel="audio seconds / wall second",
@@ -151,33 +192,42 @@ def _plot(figures: dict[str, Any], path: Path) -> None:
         axis.grid(alpha=0.3)
         axis.legend()
     fig.suptitle(
-        f"{figures['device']}, {figures['tokens']} tokens per stream, "
+        f"{figures['device']} ({figures['dtype']}), {figures['tokens']} tokens per stream, "
         f"median of {figures['repeats']} runs"
     )
     fig.tight_layout()
     fig.savefig(path, dpi=110)
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ckpt-dir", type=Path)
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument("--tokens", type=int, default=100)
-    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
-    parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
-    parser.add_argument(
-        "--modes", default="batched,serial", help="of batched, unshared (no shared flow), serial"
-    )
-    parser.add_argument("--json", type=Path)
-    parser.add_argument("--plot", type=Path)
-    args = parser.parse_args(argv)
+def ratios(results: dict[str, list[dict[str, float]]]) -> dict[str, float]:
+    """The batch scheduler's 4-stream figures over its 1-stream ones, where both were run."""
+    by_streams = {r["streams"]: r for r in results.get("batched", [])}
+    if 1 not in by_streams or 4 not in by_streams:
+        return {}
+    one, four = by_streams[1], by_streams[4]
+    out = {
+        "throughput_ratio_4": round(four["throughput"] / one["throughput"], 3),
+        "ttfa_p95_ratio_4": round(four["ttfa_p95_s"] / one["ttfa_p95_s"], 3),
+    }
+    bound = t3_bound_ratio(one, four)
+    if bound is not None:
+        out["t3_bound_throughput_ratio_4"] = bound
+    return out
+
+
+def measure(
+    variant: ModelVariant, ckpt_dir: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One model's rows per mode and its ratios: loads it, runs every level and lets it go
+    (the caller collects it)."""
     levels = [int(x) for x in args.levels.split(",")]
     modes = args.modes.split(",")
-
-    ckpt = args.ckpt_dir or random_checkpoint(ModelVariant.TURBO)
+    ckpt = ckpt_dir or random_checkpoint(variant)
+    asked = Asked.of(variant, args.language)
     # As in the worker, one thread loads the model and runs all of its work.
     device = DeviceThread()
-    model = device.run(lambda: load_model(ModelVariant.TURBO, ckpt, args.device))
+    dtype = args.dtype or default_dtype(args.device)
+    model = device.run(lambda: load_model(variant, ckpt, args.device, dtype=dtype.torch_dtype))
     engine = StreamingEngine(model, EngineConfig(watermark=False))
 
     async def run_all() -> dict[str, list[dict[str, float]]]:
@@ -192,14 +242,14 @@ def main(argv: list[str] | None = None) -> int:
         # Every runner has served the voice before (as a running server has): kernels are
         # warm and the batch holds the voice's conditioning prefill.
         for runner in runners.values():
-            await _one_stream(runner, 1, 20, time.perf_counter())
+            await _one_stream(runner, asked, 1, 20, time.perf_counter())
         runs: dict[tuple[str, int], list[dict[str, float]]] = {}
         # Repeats go round every level in turn, so a noisy minute spoils one run of each
         # figure, not all runs of one.
         for _ in range(args.repeats):
             for streams in levels:
                 for mode, runner in runners.items():
-                    figures = await _level(runner, streams, args.tokens)
+                    figures = await _level(runner, asked, streams, args.tokens)
                     runs.setdefault((mode, streams), []).append(figures)
                     print(mode, figures, flush=True)
         for (mode, _streams), measured in runs.items():
@@ -210,24 +260,79 @@ def main(argv: list[str] | None = None) -> int:
         return out
 
     results = asyncio.run(run_all())
+    return {**results, **ratios(results)}
+
+
+def table_rows(measured: dict[str, Any]) -> dict[str, Any]:
+    """One model's figures as flat rows: `mode figure @streams`, then the ratios."""
+    rows: dict[str, Any] = {}
+    for key, value in measured.items():
+        if not isinstance(value, list):
+            rows[key] = value
+            continue
+        for level in value:
+            for figure, number in level.items():
+                if figure != "streams":
+                    rows[f"{key} {figure} @{level['streams']}"] = number
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--model",
+        type=ModelVariant,
+        choices=list(ModelVariant),
+        default=ModelVariant.TURBO,
+        help="the model to measure; other than turbo, Turbo too, as the baseline",
+    )
+    parser.add_argument("--ckpt-dir", type=Path, help="--model's checkpoint")
+    parser.add_argument("--baseline-ckpt-dir", type=Path, help="Turbo's, as the baseline")
+    parser.add_argument("--language", default=DEFAULT_LANGUAGE, help="the multilingual model's")
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument(
+        "--dtype",
+        type=ModelDtype,
+        choices=list(ModelDtype),
+        help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
+    )
+    parser.add_argument("--tokens", type=int, default=100)
+    parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
+    parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
+    parser.add_argument(
+        "--modes", default="batched,serial", help="of batched, unshared (no shared flow), serial"
+    )
+    parser.add_argument("--json", type=Path)
+    parser.add_argument("--plot", type=Path)
+    args = parser.parse_args(argv)
+    if args.language != DEFAULT_LANGUAGE and args.model is not ModelVariant.MULTILINGUAL:
+        parser.error("--language is for --model multilingual: the others speak English only")
+
+    columns: dict[str, dict[str, Any]] = {}
+    variants = compared_models(args.model)
+    for variant in variants:
+        if len(variants) > 1:
+            print(f"--- {variant}", flush=True)
+        ckpt_dir = args.ckpt_dir if variant is args.model else args.baseline_ckpt_dir
+        columns[variant.value] = measure(variant, ckpt_dir, args)
+        free_memory()
+
+    dtype = args.dtype or default_dtype(args.device)
     figures: dict[str, Any] = {
         "device": args.device,
+        "dtype": dtype.value,
         "tokens": args.tokens,
         "repeats": args.repeats,
-        **results,
     }
-    by_streams = {r["streams"]: r for r in results.get("batched", [])}
-    if 1 in by_streams and 4 in by_streams:
-        figures["throughput_ratio_4"] = round(
-            by_streams[4]["throughput"] / by_streams[1]["throughput"], 3
-        )
-        figures["ttfa_p95_ratio_4"] = round(
-            by_streams[4]["ttfa_p95_s"] / by_streams[1]["ttfa_p95_s"], 3
-        )
-        bound = t3_bound_ratio(by_streams[1], by_streams[4])
-        if bound is not None:
-            figures["t3_bound_throughput_ratio_4"] = bound
-    print(json.dumps({k: v for k, v in figures.items() if "ratio" in k}))
+    if len(columns) == 1:
+        # Turbo alone: its figures at the top level, as gpu_check.sh reads them.
+        (measured,) = columns.values()
+        figures.update(measured)
+        print(json.dumps({k: v for k, v in measured.items() if "ratio" in k}))
+    else:
+        print(side_by_side({model: table_rows(measured) for model, measured in columns.items()}))
+        baseline, *others = columns
+        figures.update(baseline=baseline, model=others[-1], models=columns)
     if args.json:
         args.json.write_text(json.dumps(figures, indent=2) + "\n")
     if args.plot:

@@ -5,15 +5,25 @@ with offline decoding of the same tokens and noise (watermark off, so only the j
 for our streamer and for the naive approach of seed 004 (each chunk decoded on its own with
 upstream `s3gen.inference`).
 
-    python scripts/bench_streaming.py [--ckpt-dir DIR] [--json out.json]
+    python scripts/bench_streaming.py [--model turbo|original|multilingual] [--ckpt-dir DIR]
+        [--baseline-ckpt-dir DIR] [--language en] [--device cuda:0] [--dtype bfloat16]
+        [--json out.json]
 
-Without --ckpt-dir it builds (once) and uses the full-size random-weight Turbo checkpoint.
+--model other than turbo (the default) measures Turbo first, as the baseline, then that model,
+one model in memory at a time, and prints the figures side by side (one column per model);
+--json then writes {"baseline": "turbo", "model": ..., "models": {"turbo": {...}, ...}}, each
+model's figures as a Turbo-only run writes them (at the top level). --ckpt-dir is the
+checkpoint of --model, --baseline-ckpt-dir Turbo's when it is the baseline; without them it
+builds (once) and uses the full-size random-weight checkpoint of each model. --language is the
+multilingual model's (the others speak English only).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
+import ctypes.util
 import gc
 import io
 import json
@@ -38,9 +48,17 @@ from server.engine.engine import (
     StreamingEngine,
     SynthesisRequest,
 )
-from server.engine.loading import ModelVariant, load_model
+from server.engine.loading import ModelDtype, ModelVariant, default_dtype, load_model
+from server.engine.random_multilingual_text import upstream_offline
+from server.engine.schema import (
+    DEFAULT_LANGUAGE,
+    SILENCE_TOKEN,
+    SPEECH_VOCAB_SIZE,
+    TRAILING_SILENCE_TOKENS,
+)
 from server.engine.token2wav import NoiseTape, Token2WavStreamer
 from server.engine.types import Audio
+from server.forms import default_params
 
 # About 10 s of speech at a normal pace; the cap keeps random weights (which never say EOS)
 # at exactly 10 s.
@@ -49,6 +67,7 @@ DEFAULT_TEXT = (
     "The listener hears the first words after a fraction of the whole time."
 )
 TOKENS_FOR_10_S = 250
+SAMPLES_PER_TOKEN = 960  # 25 speech tokens per second at 24 kHz
 
 
 def _stream(engine: StreamingEngine, request: SynthesisRequest) -> tuple[list[AudioChunk], float]:
@@ -57,7 +76,9 @@ def _stream(engine: StreamingEngine, request: SynthesisRequest) -> tuple[list[Au
     return chunks, time.perf_counter() - started
 
 
-def _naive_chunks(model: Any, tokens: list[int], lengths: list[int]) -> list[Audio]:
+def _naive_chunks(
+    model: Any, n_timesteps: int, tokens: list[int], lengths: list[int]
+) -> list[Audio]:
     """Seed 004's approach: every chunk decoded independently, no shared state."""
     voice = builtin_voice(model)
     assert voice is not None
@@ -67,12 +88,48 @@ def _naive_chunks(model: Any, tokens: list[int], lengths: list[int]) -> list[Aud
         part = torch.tensor(tokens[start : start + size], device=model.device)
         start += size
         # Upstream prints a line and a progress bar per call; keep the table readable.
-        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            wav, _ = model.s3gen.inference(
-                speech_tokens=part, ref_dict=dict(ref), n_cfm_timesteps=2
-            )
+        with (
+            torch.inference_mode(),
+            contextlib.redirect_stdout(io.StringIO()),
+            contextlib.redirect_stderr(io.StringIO()),
+        ):
+            mel = _upstream_flow(model.s3gen, part, ref, model.meanflow, n_timesteps)
+            # Upstream `s3gen.inference` from here, with the mel frames in the vocoder's
+            # float32 (upstream casts them to the flow's dtype, which HiFT refuses in 16 bits).
+            source = torch.zeros(1, 1, 0, device=model.device)
+            wav, _ = model.s3gen.hift_inference(mel.float(), source)
+            wav[:, : len(model.s3gen.trim_fade)] *= model.s3gen.trim_fade
         pieces.append(wav[0].cpu().numpy())
     return pieces
+
+
+def _upstream_flow(
+    s3gen: Any, tokens: torch.Tensor, ref: dict[str, Any], meanflow: bool, n_timesteps: int
+) -> torch.Tensor:
+    """Upstream `S3Token2Wav.flow_inference` on one chunk: Turbo's mean-flow (its noise drawn
+    here, as upstream does), or the other models' flow matching (the decoder draws its own).
+    Upstream casts every tensor of the reference to the flow's dtype, its token ids and lengths
+    too, which 16 bits round (a prompt of 267 tokens becomes 268, and the call fails): only the
+    floating ones are cast here, which changes nothing in float32."""
+    cast = {key: _floating_as(value, s3gen.dtype) for key, value in ref.items()}
+    noise = None
+    if meanflow:
+        noise = torch.randn(1, 80, tokens.size(-1) * 2, dtype=s3gen.dtype, device=s3gen.device)
+    out = s3gen.flow.inference(
+        token=tokens[None],
+        token_len=torch.tensor([tokens.size(-1)], device=s3gen.device),
+        finalize=True,
+        noised_mels=noise,
+        n_timesteps=n_timesteps,
+        meanflow=meanflow,
+        **cast,
+    )
+    mel: torch.Tensor = out[0]
+    return mel
+
+
+def _floating_as(value: Any, dtype: torch.dtype) -> Any:
+    return value.to(dtype) if torch.is_tensor(value) and value.is_floating_point() else value
 
 
 def _seams(
@@ -107,55 +164,67 @@ def _seams(
     streamed = np.concatenate(chunks)
     our_figures = seam_figures(streamed, offline, join_offsets([c.size for c in chunks]))
 
-    naive = _naive_chunks(model, tokens, chunk_tokens)
+    naive = _naive_chunks(model, engine.n_timesteps, tokens, chunk_tokens)
     naive_audio = np.concatenate(naive)
     naive_figures = seam_figures(naive_audio, offline, join_offsets([c.size for c in naive]))
     return our_figures, naive_figures
 
 
-def _upstream_load_seconds(ckpt_dir: Path, device: str) -> float:
-    from chatterbox.tts_turbo import ChatterboxTurboTTS
-
+def _upstream_load_seconds(variant: ModelVariant, ckpt_dir: Path, device: str) -> float:
+    """Upstream's own `from_local` for the model, timed (and dropped)."""
     started = time.perf_counter()
-    upstream = ChatterboxTurboTTS.from_local(ckpt_dir, device)
+    if variant is ModelVariant.TURBO:
+        from chatterbox.tts_turbo import ChatterboxTurboTTS
+
+        upstream: Any = ChatterboxTurboTTS.from_local(ckpt_dir, device)
+    elif variant is ModelVariant.ORIGINAL:
+        from chatterbox.tts import ChatterboxTTS
+
+        upstream = ChatterboxTTS.from_local(ckpt_dir, device)
+    else:
+        from chatterbox.mtl_tts import ChatterboxMultilingualTTS
+
+        # Upstream's multilingual tokenizer goes online even for a local checkpoint.
+        with upstream_offline(ckpt_dir):
+            upstream = ChatterboxMultilingualTTS.from_local(ckpt_dir, device)
     seconds = time.perf_counter() - started
     del upstream
-    gc.collect()
+    free_memory()
     return seconds
 
 
-def report(figures: dict[str, Any], json_path: Path | None) -> None:
-    """Print the figures as an aligned table and, if asked, write them as JSON."""
-    width = max(len(k) for k in figures)
-    for key, value in figures.items():
-        print(f"{key:<{width}}  {value}")
-    if json_path:
-        json_path.write_text(json.dumps(figures, indent=2) + "\n")
+def speech_tokens_decoded(model: Any, generated: list[int]) -> list[int]:
+    """What the engine decodes for `generated` (one segment): the speech tokens, then the
+    silence that upstream Turbo appends (the other models append none)."""
+    trailing = TRAILING_SILENCE_TOKENS if model.variant is ModelVariant.TURBO else 0
+    return [t for t in generated if t < SPEECH_VOCAB_SIZE] + [SILENCE_TOKEN] * trailing
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--ckpt-dir", type=Path)
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument("--text", default=DEFAULT_TEXT)
-    parser.add_argument("--max-new-tokens", type=int, default=TOKENS_FOR_10_S)
-    parser.add_argument("--chunk-size", type=int, default=50)
-    parser.add_argument("--first-chunk-tokens", type=int, default=EngineConfig.first_chunk_tokens)
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-
-    ckpt_dir = args.ckpt_dir or random_checkpoint(ModelVariant.TURBO)
-    upstream_load_s = _upstream_load_seconds(ckpt_dir, args.device)  # also warms the page cache
-    model = load_model(ModelVariant.TURBO, ckpt_dir, args.device)
+def measure(
+    variant: ModelVariant, ckpt_dir: Path | None, args: argparse.Namespace
+) -> dict[str, Any]:
+    """One model's figures: loads it, runs it and lets it go (the caller collects it)."""
+    ckpt_dir = ckpt_dir or random_checkpoint(variant)
+    # Also warms the page cache for our own load.
+    upstream_load_s = _upstream_load_seconds(variant, ckpt_dir, args.device)
+    dtype = args.dtype or default_dtype(args.device)
+    model = load_model(variant, ckpt_dir, args.device, dtype=dtype.torch_dtype)
     engine = StreamingEngine(model, EngineConfig(first_chunk_tokens=args.first_chunk_tokens))
+    # Each model with upstream `generate`'s sampling defaults, as the server gives them.
+    params = default_params(variant)
+    language = args.language if variant is ModelVariant.MULTILINGUAL else DEFAULT_LANGUAGE
     request = SynthesisRequest(
-        args.text, chunk_size=args.chunk_size, seed=args.seed, max_new_tokens=args.max_new_tokens
+        args.text,
+        params,
+        chunk_size=args.chunk_size,
+        seed=args.seed,
+        max_new_tokens=args.max_new_tokens,
+        language=language,
     )
     # Warm-up: first calls pay one-off costs (allocator, kernels, Perth's first call).
-    engine.synthesize(SynthesisRequest("Warm up.", seed=1, max_new_tokens=20))
-    list(engine.stream(SynthesisRequest("Warm up.", seed=1, max_new_tokens=20)))
+    warm_up = SynthesisRequest("Warm up.", params, seed=1, max_new_tokens=20, language=language)
+    engine.synthesize(warm_up)
+    list(engine.stream(warm_up))
 
     regular_s, stream_s, ttfa_s = [], [], []
     chunks: list[AudioChunk] = []
@@ -174,17 +243,17 @@ def main(argv: list[str] | None = None) -> int:
     audio_s = streamed_audio.size / SAMPLE_RATE
 
     # Tokens per chunk as the engine emitted them (audio samples -> tokens).
-    samples_per_token = 960
-    chunk_tokens = [round(c.audio.size / samples_per_token) for c in chunks]
-    tokens = [t for t in summary.speech_tokens if t < 6561] + [4299] * 3
+    chunk_tokens = [round(c.audio.size / SAMPLES_PER_TOKEN) for c in chunks]
+    tokens = speech_tokens_decoded(model, summary.speech_tokens)
     chunk_tokens[-1] = len(tokens) - sum(chunk_tokens[:-1])
     ours, naive = _seams(model, engine, tokens, summary.seed, chunk_tokens)
 
     regular_total = statistics.median(regular_s)
     stream_total = statistics.median(stream_s)
     ttfa = statistics.median(ttfa_s)
-    figures = {
+    return {
         "device": args.device,
+        "dtype": dtype.value,
         "torch_threads": torch.get_num_threads(),
         "speech_tokens": len(summary.speech_tokens),
         "audio_s": round(audio_s, 3),
@@ -212,7 +281,103 @@ def main(argv: list[str] | None = None) -> int:
         "flow_context_tokens": engine.config.flow_context_tokens,
         "repeats": args.repeats,
     }
-    report(figures, args.json)
+
+
+def compared_models(model: ModelVariant) -> list[ModelVariant]:
+    """Turbo alone, or Turbo first (the baseline) and then `model`."""
+    return [ModelVariant.TURBO] if model is ModelVariant.TURBO else [ModelVariant.TURBO, model]
+
+
+def free_memory() -> None:
+    """Lets the last model go before the next loads, so memory holds one model at a time:
+    glibc keeps freed blocks for the process unless asked to give them back (tests/conftest.py
+    does the same between models)."""
+    gc.collect()
+    if _LIBC is not None:
+        _LIBC.malloc_trim(0)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _libc() -> ctypes.CDLL | None:
+    name = ctypes.util.find_library("c")
+    try:
+        library = ctypes.CDLL(name) if name else None
+    except OSError:
+        return None
+    return library if library is not None and hasattr(library, "malloc_trim") else None
+
+
+_LIBC = _libc()
+
+
+def side_by_side(columns: dict[str, dict[str, Any]]) -> str:
+    """One row per figure (in first-seen order), one column per model."""
+    rows: dict[str, list[str]] = {}
+    for index, figures in enumerate(columns.values()):
+        for key, value in figures.items():
+            rows.setdefault(key, [""] * len(columns))[index] = str(value)
+    table = [["figure", *columns], *([key, *values] for key, values in rows.items())]
+    widths = [max(len(row[i]) for row in table) for i in range(len(table[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in table
+    )
+
+
+def report(columns: dict[str, dict[str, Any]], json_path: Path | None) -> None:
+    """Print the figures as an aligned table and, if asked, write them as JSON: one model's
+    flat (as gpu_check.sh reads them), several side by side, the first being the baseline."""
+    if len(columns) == 1:
+        (figures,) = columns.values()
+        width = max(len(k) for k in figures)
+        for key, value in figures.items():
+            print(f"{key:<{width}}  {value}")
+        out: dict[str, Any] = figures
+    else:
+        print(side_by_side(columns))
+        baseline, *others = columns
+        out = {"baseline": baseline, "model": others[-1], "models": columns}
+    if json_path:
+        json_path.write_text(json.dumps(out, indent=2) + "\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument(
+        "--model",
+        type=ModelVariant,
+        choices=list(ModelVariant),
+        default=ModelVariant.TURBO,
+        help="the model to measure; other than turbo, Turbo too, as the baseline",
+    )
+    parser.add_argument("--ckpt-dir", type=Path, help="--model's checkpoint")
+    parser.add_argument("--baseline-ckpt-dir", type=Path, help="Turbo's, as the baseline")
+    parser.add_argument("--language", default=DEFAULT_LANGUAGE, help="the multilingual model's")
+    parser.add_argument("--device", default=default_device())
+    parser.add_argument(
+        "--dtype",
+        type=ModelDtype,
+        choices=list(ModelDtype),
+        help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
+    )
+    parser.add_argument("--text", default=DEFAULT_TEXT)
+    parser.add_argument("--max-new-tokens", type=int, default=TOKENS_FOR_10_S)
+    parser.add_argument("--chunk-size", type=int, default=50)
+    parser.add_argument("--first-chunk-tokens", type=int, default=EngineConfig.first_chunk_tokens)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args(argv)
+    if args.language != DEFAULT_LANGUAGE and args.model is not ModelVariant.MULTILINGUAL:
+        parser.error("--language is for --model multilingual: the others speak English only")
+
+    columns: dict[str, dict[str, Any]] = {}
+    for variant in compared_models(args.model):
+        ckpt_dir = args.ckpt_dir if variant is args.model else args.baseline_ckpt_dir
+        columns[variant.value] = measure(variant, ckpt_dir, args)
+        free_memory()
+    report(columns, args.json)
     return 0
 
 

@@ -38,8 +38,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from scripts.bench_streaming import compared_models, free_memory, side_by_side
-from server.engine.__main__ import default_device, random_checkpoint
+from scripts.bench_streaming import (
+    add_model_options,
+    compared_models,
+    parse_model_options,
+    side_by_side,
+)
+from server.engine.__main__ import random_checkpoint
 from server.engine.batch_scheduler import DeviceTime
 from server.engine.device_thread import DeviceThread
 from server.engine.engine import (
@@ -48,7 +53,8 @@ from server.engine.engine import (
     StreamingEngine,
     SynthesisRequest,
 )
-from server.engine.loading import ModelDtype, ModelVariant, default_dtype, load_model
+from server.engine.loading import ModelVariant, default_dtype, load_model
+from server.engine.memory import give_memory_back
 from server.engine.runners import BatchedRunner, EngineRunner, SerialRunner
 from server.engine.sampling import SamplingParams
 from server.engine.schema import DEFAULT_LANGUAGE
@@ -279,23 +285,7 @@ def table_rows(measured: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--model",
-        type=ModelVariant,
-        choices=list(ModelVariant),
-        default=ModelVariant.TURBO,
-        help="the model to measure; other than turbo, Turbo too, as the baseline",
-    )
-    parser.add_argument("--ckpt-dir", type=Path, help="--model's checkpoint")
-    parser.add_argument("--baseline-ckpt-dir", type=Path, help="Turbo's, as the baseline")
-    parser.add_argument("--language", default=DEFAULT_LANGUAGE, help="the multilingual model's")
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument(
-        "--dtype",
-        type=ModelDtype,
-        choices=list(ModelDtype),
-        help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
-    )
+    add_model_options(parser)
     parser.add_argument("--tokens", type=int, default=100)
     parser.add_argument("--levels", default=",".join(map(str, LEVELS)))
     parser.add_argument("--repeats", type=int, default=3, help="runs per level (medians)")
@@ -304,9 +294,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--json", type=Path)
     parser.add_argument("--plot", type=Path)
-    args = parser.parse_args(argv)
-    if args.language != DEFAULT_LANGUAGE and args.model is not ModelVariant.MULTILINGUAL:
-        parser.error("--language is for --model multilingual: the others speak English only")
+    args = parse_model_options(parser, argv)
 
     columns: dict[str, dict[str, Any]] = {}
     variants = compared_models(args.model)
@@ -315,7 +303,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"--- {variant}", flush=True)
         ckpt_dir = args.ckpt_dir if variant is args.model else args.baseline_ckpt_dir
         columns[variant.value] = measure(variant, ckpt_dir, args)
-        free_memory()
+        give_memory_back()
 
     dtype = args.dtype or default_dtype(args.device)
     figures: dict[str, Any] = {

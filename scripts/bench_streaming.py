@@ -22,9 +22,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
-import ctypes.util
-import gc
 import io
 import json
 import statistics
@@ -39,7 +36,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from scripts.seam_metrics import SeamFigures, join_offsets, seam_figures
-from server.engine.__main__ import default_device, random_checkpoint
+from server.engine.__main__ import add_device_options, random_checkpoint
 from server.engine.conditionals import builtin_voice
 from server.engine.engine import (
     SAMPLE_RATE,
@@ -48,7 +45,8 @@ from server.engine.engine import (
     StreamingEngine,
     SynthesisRequest,
 )
-from server.engine.loading import ModelDtype, ModelVariant, default_dtype, load_model
+from server.engine.loading import ModelVariant, default_dtype, load_model
+from server.engine.memory import give_memory_back
 from server.engine.random_multilingual_text import upstream_offline
 from server.engine.schema import (
     DEFAULT_LANGUAGE,
@@ -189,7 +187,7 @@ def _upstream_load_seconds(variant: ModelVariant, ckpt_dir: Path, device: str) -
             upstream = ChatterboxMultilingualTTS.from_local(ckpt_dir, device)
     seconds = time.perf_counter() - started
     del upstream
-    free_memory()
+    give_memory_back()
     return seconds
 
 
@@ -283,32 +281,33 @@ def measure(
     }
 
 
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """What both benchmarks take to choose the model, its checkpoint, device and dtype."""
+    parser.add_argument(
+        "--model",
+        type=ModelVariant,
+        choices=list(ModelVariant),
+        default=ModelVariant.TURBO,
+        help="the model to measure; other than turbo, Turbo too, as the baseline",
+    )
+    parser.add_argument("--ckpt-dir", type=Path, help="--model's checkpoint")
+    parser.add_argument("--baseline-ckpt-dir", type=Path, help="Turbo's, as the baseline")
+    parser.add_argument("--language", default=DEFAULT_LANGUAGE, help="the multilingual model's")
+    add_device_options(parser)
+
+
+def parse_model_options(
+    parser: argparse.ArgumentParser, argv: list[str] | None
+) -> argparse.Namespace:
+    args = parser.parse_args(argv)
+    if args.language != DEFAULT_LANGUAGE and args.model is not ModelVariant.MULTILINGUAL:
+        parser.error("--language is for --model multilingual: the others speak English only")
+    return args
+
+
 def compared_models(model: ModelVariant) -> list[ModelVariant]:
     """Turbo alone, or Turbo first (the baseline) and then `model`."""
     return [ModelVariant.TURBO] if model is ModelVariant.TURBO else [ModelVariant.TURBO, model]
-
-
-def free_memory() -> None:
-    """Lets the last model go before the next loads, so memory holds one model at a time:
-    glibc keeps freed blocks for the process unless asked to give them back (tests/conftest.py
-    does the same between models)."""
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        library = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return library if library is not None and hasattr(library, "malloc_trim") else None
-
-
-_LIBC = _libc()
 
 
 def side_by_side(columns: dict[str, dict[str, Any]]) -> str:
@@ -344,23 +343,7 @@ def report(columns: dict[str, dict[str, Any]], json_path: Path | None) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument(
-        "--model",
-        type=ModelVariant,
-        choices=list(ModelVariant),
-        default=ModelVariant.TURBO,
-        help="the model to measure; other than turbo, Turbo too, as the baseline",
-    )
-    parser.add_argument("--ckpt-dir", type=Path, help="--model's checkpoint")
-    parser.add_argument("--baseline-ckpt-dir", type=Path, help="Turbo's, as the baseline")
-    parser.add_argument("--language", default=DEFAULT_LANGUAGE, help="the multilingual model's")
-    parser.add_argument("--device", default=default_device())
-    parser.add_argument(
-        "--dtype",
-        type=ModelDtype,
-        choices=list(ModelDtype),
-        help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
-    )
+    add_model_options(parser)
     parser.add_argument("--text", default=DEFAULT_TEXT)
     parser.add_argument("--max-new-tokens", type=int, default=TOKENS_FOR_10_S)
     parser.add_argument("--chunk-size", type=int, default=50)
@@ -368,15 +351,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--json", type=Path)
-    args = parser.parse_args(argv)
-    if args.language != DEFAULT_LANGUAGE and args.model is not ModelVariant.MULTILINGUAL:
-        parser.error("--language is for --model multilingual: the others speak English only")
+    args = parse_model_options(parser, argv)
 
     columns: dict[str, dict[str, Any]] = {}
     for variant in compared_models(args.model):
         ckpt_dir = args.ckpt_dir if variant is args.model else args.baseline_ckpt_dir
         columns[variant.value] = measure(variant, ckpt_dir, args)
-        free_memory()
+        give_memory_back()
     report(columns, args.json)
     return 0
 

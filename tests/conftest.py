@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,6 +11,7 @@ import pytest
 import torch
 
 from server.engine.loading import LoadedModel, ModelVariant, load_model
+from server.engine.memory import give_memory_back
 from server.engine.types import Audio
 from server.worker import set_tf32
 
@@ -61,26 +59,11 @@ def device_atol(cpu_atol: float, reference: torch.Tensor | Audio) -> float:
 
 @pytest.fixture(scope="module", autouse=True)
 def _give_memory_back() -> Iterator[None]:
-    """After each module, free what its fixtures held and hand the heap's free pages back to
-    the system: a model's many mid-sized tensors are malloc'd, not mapped, and glibc keeps
-    the freed ones, so without this each module's models stayed in the process's memory
+    """After each module, free what its fixtures held and hand the pages back to the system
+    (server/engine/memory.py): without it each module's models stayed in the process's memory
     (about 2 GiB a module here) and the suite ran out of a 24 GiB machine."""
     yield
-    gc.collect()
-    if _LIBC is not None:
-        _LIBC.malloc_trim(0)
-
-
-def _libc() -> ctypes.CDLL | None:
-    name = ctypes.util.find_library("c")
-    try:
-        library = ctypes.CDLL(name) if name else None
-    except OSError:
-        return None
-    return library if library is not None and hasattr(library, "malloc_trim") else None
-
-
-_LIBC = _libc()
+    give_memory_back()
 
 
 def checkpoint_dir(variant: ModelVariant) -> Path:

@@ -27,13 +27,8 @@ def default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--text", required=True)
-    parser.add_argument("--out", type=Path, default=Path("out.wav"))
-    parser.add_argument("--model", choices=[v.value for v in ModelVariant], default="turbo")
-    parser.add_argument("--ckpt-dir", type=Path, default=os.environ.get("CKPT_DIR"))
-    parser.add_argument("--random-weights", action="store_true")
+def add_device_options(parser: argparse.ArgumentParser) -> None:
+    """`--device` and `--dtype`, as this command and the benchmarks take them."""
     parser.add_argument("--device", default=default_device())
     parser.add_argument(
         "--dtype",
@@ -41,6 +36,16 @@ def main(argv: list[str] | None = None) -> int:
         choices=list(ModelDtype),
         help="T3's and the S3Gen flow's (default: bfloat16 on CUDA, float32 on the CPU)",
     )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--text", required=True)
+    parser.add_argument("--out", type=Path, default=Path("out.wav"))
+    parser.add_argument("--model", choices=[v.value for v in ModelVariant], default="turbo")
+    parser.add_argument("--ckpt-dir", type=Path, default=os.environ.get("CKPT_DIR"))
+    parser.add_argument("--random-weights", action="store_true")
+    add_device_options(parser)
     parser.add_argument("--language", default="en", help="ISO 639-1 (multilingual model)")
     parser.add_argument("--chunk-size", type=int, default=50)
     parser.add_argument("--seed", type=int)

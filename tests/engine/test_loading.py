@@ -21,6 +21,7 @@ from server.engine.loading import (
     resolve_checkpoint_dir,
     set_dtypes,
 )
+from tests.conftest import TEST_DEVICE
 from tests.engine.conftest import OfflineLoad
 
 
@@ -45,7 +46,7 @@ def test_turbo_parameters_identical_to_upstream_from_local(
 ) -> None:
     from chatterbox.tts_turbo import ChatterboxTurboTTS
 
-    upstream = ChatterboxTurboTTS.from_local(turbo_dir, "cpu")
+    upstream = ChatterboxTurboTTS.from_local(turbo_dir, str(TEST_DEVICE))
     _assert_same_tensors(turbo_model.t3, upstream.t3)
     _assert_same_tensors(turbo_model.s3gen, upstream.s3gen)
     _assert_same_tensors(turbo_model.voice_encoder, upstream.ve)
@@ -55,7 +56,7 @@ def test_turbo_parameters_identical_to_upstream_from_local(
     )
     text = "Hello there, streaming world."
     assert torch.equal(
-        turbo_model.text_to_tokens(text),
+        turbo_model.text_to_tokens(text).cpu(),
         upstream.tokenizer(text, return_tensors="pt").input_ids,
     )
 
@@ -66,12 +67,14 @@ def test_original_parameters_identical_to_upstream_from_local(
 ) -> None:
     from chatterbox.tts import ChatterboxTTS
 
-    upstream = ChatterboxTTS.from_local(original_dir, "cpu")
+    upstream = ChatterboxTTS.from_local(original_dir, str(TEST_DEVICE))
     _assert_same_tensors(original_model.t3, upstream.t3)
     _assert_same_tensors(original_model.s3gen, upstream.s3gen)
     _assert_same_tensors(original_model.voice_encoder, upstream.ve)
     text = "Hello there, streaming world."
-    assert torch.equal(original_model.text_to_tokens(text), upstream.tokenizer.text_to_tokens(text))
+    assert torch.equal(
+        original_model.text_to_tokens(text).cpu(), upstream.tokenizer.text_to_tokens(text).cpu()
+    )
 
 
 @pytest.mark.model

@@ -13,9 +13,10 @@ import math
 import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from enum import StrEnum
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from server.engine.engine import EngineConfig
 from server.engine.loading import CPU_DTYPE, CUDA_DTYPE, ModelDtype, ModelVariant
@@ -251,20 +252,26 @@ def _boolean(text: str) -> bool:
     )
 
 
-def _model(text: str) -> ModelVariant:
-    try:
-        return ModelVariant(text.strip().lower())
-    except ValueError:
-        choices = ", ".join(v.value for v in ModelVariant)
-        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+Choice = TypeVar("Choice", bound=StrEnum)
 
 
-def _dtype(text: str) -> ModelDtype:
-    try:
-        return ModelDtype(text.strip().lower())
-    except ValueError:
-        choices = ", ".join(v.value for v in ModelDtype)
-        raise argparse.ArgumentTypeError(f"expected one of {choices}, got {text!r}") from None
+class _OneOf(Generic[Choice]):
+    """Converts a flag's text to one of an enum's values (any case); shown as {a,b,...}."""
+
+    def __init__(self, choices: type[Choice]):
+        self.choices = choices
+        self.metavar = "{" + ",".join(choice.value for choice in choices) + "}"
+
+    def __call__(self, text: str) -> Choice:
+        try:
+            return self.choices(text.strip().lower())
+        except ValueError:
+            listed = ", ".join(choice.value for choice in self.choices)
+            raise argparse.ArgumentTypeError(f"expected one of {listed}, got {text!r}") from None
+
+
+_model = _OneOf(ModelVariant)
+_dtype = _OneOf(ModelDtype)
 
 
 def _log_level(text: str) -> str:
@@ -314,11 +321,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         if convert is _boolean:
             p.add_argument(flag, action=argparse.BooleanOptionalAction, help=helptext)
         else:
-            metavar = field.upper()
-            if convert is _model:
-                metavar = "{" + ",".join(v.value for v in ModelVariant) + "}"
-            if convert is _dtype:
-                metavar = "{" + ",".join(v.value for v in ModelDtype) + "}"
+            metavar = convert.metavar if isinstance(convert, _OneOf) else field.upper()
             p.add_argument(flag, type=convert, metavar=metavar, help=helptext)
         found = env_setting(env, field)
         # Set after add_argument: BooleanOptionalAction would otherwise repeat the default.

@@ -137,7 +137,7 @@ def _seams(
     voice = builtin_voice(model)
     assert voice is not None
     _, ref = voice.for_request(0.5, model.device)
-    cfg = engine.config
+    window = engine.config.window_for(model.meanflow)
     all_tokens = torch.tensor(tokens, device=model.device)
 
     def streamer(reference: int | None) -> Token2WavStreamer:
@@ -148,11 +148,11 @@ def _seams(
             meanflow=model.meanflow,
             n_timesteps=engine.n_timesteps,
             reference_tokens=reference,
-            context_tokens=cfg.flow_context_tokens,
+            context_tokens=window.context_tokens,
         )
 
     offline = streamer(None).decode_offline(all_tokens).cpu().numpy()
-    ours = streamer(cfg.stream_reference_tokens)
+    ours = streamer(window.reference_tokens)
     lookahead = ours.lookahead_tokens
     chunks, end = [], 0
     for count in chunk_tokens[:-1]:
@@ -245,6 +245,7 @@ def measure(
     tokens = speech_tokens_decoded(model, summary.speech_tokens)
     chunk_tokens[-1] = len(tokens) - sum(chunk_tokens[:-1])
     ours, naive = _seams(model, engine, tokens, summary.seed, chunk_tokens)
+    window = engine.config.window_for(model.meanflow)
 
     regular_total = statistics.median(regular_s)
     stream_total = statistics.median(stream_s)
@@ -275,8 +276,8 @@ def measure(
         "naive_join_energy_ratio": round(naive.join_energy_ratio, 3),
         "chunk_size": args.chunk_size,
         "first_chunk_tokens": args.first_chunk_tokens,
-        "stream_reference_tokens": engine.config.stream_reference_tokens,
-        "flow_context_tokens": engine.config.flow_context_tokens,
+        "stream_reference_tokens": window.reference_tokens,
+        "flow_context_tokens": window.context_tokens,
         "repeats": args.repeats,
     }
 

@@ -21,16 +21,34 @@ DEFAULT_LANGUAGE = "en"  # ISO 639-1; the English models speak only this
 
 
 @dataclass(frozen=True)
+class FlowWindow:
+    """What the flow sees before a streamed chunk's new tokens: the last `reference_tokens` of
+    the voice prompt (None: all of it, up to 10 s = 250 tokens) and the last `context_tokens`
+    tokens already streamed, with their audio's mel frames. This bounds a chunk's cost
+    whatever the length of the stream; regular synthesis always uses the whole voice prompt
+    (upstream)."""
+
+    reference_tokens: int | None
+    context_tokens: int
+
+
+# Each decoder's window. The flow re-reads it before every chunk at the decoder's cost per
+# frame: Turbo's mean flow takes 2 steps; the flow matching of the original and multilingual
+# models takes 10, each on a batch of two (guidance), ~10x the compute per frame. So the latter
+# re-reads 2 s of voice prompt instead of 4 s. Measured on the CPU with the multilingual model
+# in one run: time to first audio 0.132 -> 0.112 of regular synthesis, streaming overhead
+# 1.28 -> 1.06, and streamed audio as close to regular synthesis as before (spectral distance
+# 3.33 -> 3.34 dB, seams 1.003 -> 1.001 of it; docs/benchmarks.md).
+MEAN_FLOW_WINDOW = FlowWindow(reference_tokens=100, context_tokens=50)
+FLOW_MATCHING_WINDOW = FlowWindow(reference_tokens=50, context_tokens=50)
+
+
+@dataclass(frozen=True)
 class EngineConfig:
     first_chunk_tokens: int = 10
     watermark: bool = True
     max_segment_chars: int = 300
-    # What the flow sees before a chunk's new tokens: the last `stream_reference_tokens` of the
-    # voice prompt (None: all of it, up to 10 s = 250 tokens) and the last
-    # `flow_context_tokens` tokens already streamed. This bounds a chunk's cost whatever the
-    # length of the stream; regular synthesis always uses the whole voice prompt (upstream).
-    stream_reference_tokens: int | None = 100
-    flow_context_tokens: int = 50
+    flow_window: FlowWindow | None = None  # None: the decoder's own (`window_for`)
     voice_cache_size: int = 64
     max_prompt_seconds: float = 60.0
     # Default per-segment token cap = chars * cap_tokens_per_char + cap_token_margin.
@@ -39,6 +57,12 @@ class EngineConfig:
     # The multilingual model's attention-based end-of-speech checks, as upstream 0.1.7 runs
     # them (alignment.py); its later releases drop them.
     alignment_checks: bool = True
+
+    def window_for(self, meanflow: bool) -> FlowWindow:
+        """The flow window of streams on a model with (or without) the mean-flow decoder."""
+        if self.flow_window is not None:
+            return self.flow_window
+        return MEAN_FLOW_WINDOW if meanflow else FLOW_MATCHING_WINDOW
 
 
 @dataclass(frozen=True)

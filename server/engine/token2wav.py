@@ -107,18 +107,16 @@ def flow_mel(
 
     The computation of upstream `CausalMaskedDiffWithXvec.inference` plus
     `CausalConditionalCFM.forward`, except that (a) the starting noise is given (`noise` for the
-    new frames, the prompt's own for its frames), (b) `finalize=False` works: upstream 0.1.7
-    truncates `h` but not its mask and crashes with a size mismatch, and (c) with the mean-flow
-    decoder, several streams' rows can go through at once (upstream's classifier-free guidance
-    in the other decoder is written for one row).
+    new frames, the prompt's own for its frames), and (b) `finalize=False` works: upstream 0.1.7
+    truncates `h` but not its mask and crashes with a size mismatch. Several streams' rows can
+    go through at once with either decoder: the flow-matching decoder's guidance doubles the
+    batch (B conditioned rows, then B unconditioned ones), so each row is guided by its own.
     """
     from chatterbox.models.s3gen.utils.mask import make_pad_mask
 
     flow = s3gen.flow
     dtype = s3gen.dtype
     rows = tokens.shape[0]
-    if rows > 1 and not meanflow:
-        raise ValueError("only the mean-flow decoder takes several rows")
     spks = flow.spk_embed_affine_layer(F.normalize(speaker.reshape(rows, -1).to(dtype), dim=1))
     token = torch.cat([prompt.tokens, tokens.to(torch.long)], dim=1)
     token_len = torch.full((rows,), token.shape[1], device=token.device)

@@ -15,6 +15,7 @@ from server.engine.engine import AudioChunk, EngineConfig, StreamingEngine, Synt
 from server.engine.loading import LoadedModel
 from server.engine.runners import BatchedRunner, SerialRunner
 from server.engine.sampling import TURBO_DEFAULTS
+from server.engine.schema import FlowWindow
 
 pytestmark = pytest.mark.model
 SAMPLES_PER_TOKEN = 960
@@ -22,7 +23,9 @@ SAMPLES_PER_TOKEN = 960
 
 @pytest.fixture(scope="module")
 def engine(turbo_model: LoadedModel) -> StreamingEngine:
-    return StreamingEngine(turbo_model, EngineConfig(watermark=False, first_chunk_tokens=6))
+    # A short flow prompt: the chunks are short, and the flow's cost is mostly its prompt's.
+    config = EngineConfig(watermark=False, first_chunk_tokens=6, flow_window=FlowWindow(20, 20))
+    return StreamingEngine(turbo_model, config)
 
 
 @pytest.fixture

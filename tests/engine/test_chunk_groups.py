@@ -32,8 +32,8 @@ class FakeState:
         return self.last
 
 
-def _scheduler(meanflow: bool = True) -> BatchScheduler:
-    engine = SimpleNamespace(stop_token=0, shares_flow_calls=meanflow, new_token_batch=lambda: None)
+def _scheduler(shares: bool = True) -> BatchScheduler:
+    engine = SimpleNamespace(stop_token=0, shares_flow_calls=shares, new_token_batch=lambda: None)
     return BatchScheduler(cast(Any, engine), 8, DeviceThread())
 
 
@@ -73,8 +73,8 @@ def test_last_chunks_join_only_with_the_same_number_of_tokens() -> None:
     assert _keys(_scheduler()._chunk_group(nothing_left, [nothing_left])) == [4]
 
 
-def test_at_most_a_few_streams_share_and_only_with_the_mean_flow_decoder() -> None:
+def test_at_most_a_few_streams_share_and_only_when_the_engine_can() -> None:
     jobs = [_job(key, FakeState(pending=12)) for key in range(8)]
     group = _scheduler()._chunk_group(jobs[0], jobs[1:])
     assert _keys(group) == list(range(MAX_SHARED_FLOW_STREAMS))
-    assert _keys(_scheduler(meanflow=False)._chunk_group(jobs[0], jobs[1:])) == [0]
+    assert _keys(_scheduler(shares=False)._chunk_group(jobs[0], jobs[1:])) == [0]

@@ -13,6 +13,7 @@ from server.engine.engine import AudioChunk, EngineConfig, StreamingEngine, Synt
 from server.engine.loading import LoadedModel
 from server.engine.runners import BatchedRunner
 from server.engine.sampling import TURBO_DEFAULTS
+from server.engine.schema import FlowWindow
 from server.engine.stream_state import segment_seed
 from server.engine.text_feed import TextFeed
 
@@ -27,13 +28,15 @@ SENTENCES = (
 
 @pytest.fixture(scope="module")
 def engine(turbo_model: LoadedModel) -> StreamingEngine:
-    # One segment per sentence, ~20 tokens each (random weights never stop by themselves).
+    # One segment per sentence, ~20 tokens each (random weights never stop by themselves); a
+    # short flow prompt, as the chunks are short (the flow's cost is mostly its prompt's).
     config = EngineConfig(
         watermark=False,
         first_chunk_tokens=6,
         max_segment_chars=40,
         cap_tokens_per_char=0.5,
         cap_token_margin=2,
+        flow_window=FlowWindow(reference_tokens=20, context_tokens=20),
     )
     return StreamingEngine(turbo_model, config)
 

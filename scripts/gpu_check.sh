@@ -13,8 +13,8 @@
 #                        [--wheels DIR | --no-install] [--out DIR]
 #
 #   --device   where the model runs (default cuda)
-#   --quick    a few model tests and tiny benchmarks: what CI runs on the CPU so that this
-#              script cannot rot (tests/scripts/test_gpu_check.py)
+#   --quick    a few model tests and tiny benchmarks, in bf16 only: what CI runs on the CPU
+#              so that this script cannot rot (tests/scripts/test_gpu_check.py)
 #   --python   the interpreter that has PyTorch (default python3)
 #   --wheels   the folder of wheels to install (default gpu-wheels)
 #   --no-install  run with --python as it is: it has our dependencies already (.venv/bin/python)
@@ -370,8 +370,12 @@ for dtype in ("bf16", "fp32"):
         print(bench, dtype, words[dtype] if words else ("default" if dtype == "fp32" else "-"))
 EOF
 )
+# Quick: the benchmarks in bf16 only; fp32 takes the same steps with another --dtype value.
+quick_skips() { ((quick)) && [[ $1 == fp32 && $2 != default ]]; }
 reserve=0
 for run in "${bench_runs[@]}"; do
+    read -r _ dtype word <<<"$run"
+    quick_skips "$dtype" "$word" && continue
     case $run in
         *" -") ;;
         streaming*) reserve=$((reserve + streaming_budget)) ;;
@@ -406,6 +410,10 @@ for run in "${bench_runs[@]}"; do
     name=bench_${bench}_$dtype
     if [[ $word == - ]]; then
         skip "$name" "scripts/bench_$bench.py takes no --dtype (yet), or the imports failed"
+        continue
+    fi
+    if quick_skips "$dtype" "$word"; then
+        skip "$name" "--quick: bf16 only (fp32 runs the same steps)"
         continue
     fi
     flags=(--device "$device" --json "$work/$name.json")

@@ -69,13 +69,14 @@ def test_every_step_runs_in_order_and_passes_or_says_why_not(summary: dict[str, 
     for name in ("environment", "imports", "checkpoint", "tests"):
         assert by_name[name]["status"] == "ok", (name, summary["stdout"])
     assert by_name["tests_other_models"]["status"] == "skipped"  # Turbo only when quick
-    # bf16 runs once the benchmarks take --dtype; fp32 always.
+    # Quick: bf16 only once the benchmarks take --dtype; fp32 (their default) without it.
     flags = summary["bench_dtype_flag"]
     assert isinstance(flags, dict) and set(flags) == {"streaming", "concurrency"}
     for bench in ("streaming", "concurrency"):
-        bf16 = by_name[f"bench_{bench}_bf16"]
+        bf16, fp32 = by_name[f"bench_{bench}_bf16"], by_name[f"bench_{bench}_fp32"]
         assert bf16["status"] == ("ok" if flags[bench] else "skipped"), summary["stdout"]
-        assert by_name[f"bench_{bench}_fp32"]["status"] == "ok", summary["stdout"]
+        assert fp32["status"] == ("skipped" if flags[bench] else "ok"), summary["stdout"]
+        assert flags[bench] is None or "bf16 only" in fp32["note"]
     for step in steps:
         assert step["seconds"] <= step["budget_s"] + 20
         assert f"gpu_check: {step['name']}" in str(summary["stdout"])
@@ -94,9 +95,10 @@ def test_the_summary_holds_the_machine_the_tests_and_the_figures(
     assert tests["total"] == tests["passed"] == 2 and tests["problems"] == []
     bench = summary["bench"]
     assert isinstance(bench, dict)
-    streaming = bench["streaming"]["fp32"]
+    streaming = bench["streaming"]["bf16"]
     assert streaming["device"] == "cpu" and streaming["ttfa_s"] > 0 and streaming["rtf_stream"] > 0
-    levels = [r["streams"] for r in bench["concurrency"]["fp32"]["batched"]]
+    assert streaming["dtype"] == "bfloat16"
+    levels = [r["streams"] for r in bench["concurrency"]["bf16"]["batched"]]
     assert levels == [1, 2]
     goals = summary["goals"]
     assert isinstance(goals, dict)

@@ -19,7 +19,7 @@ from types import MappingProxyType
 from typing import Any, Generic, TypeVar
 
 from server.engine.engine import EngineConfig
-from server.engine.loading import CPU_DTYPE, CUDA_DTYPE, ModelDtype, ModelVariant
+from server.engine.loading import CPU_DTYPE, CUDA_DTYPE, ModelDtype, ModelVariant, default_dtype
 
 # Every interface: behind a balancer on another host, the worker must be reachable.
 DEFAULT_HOST = "0.0.0.0"
@@ -95,12 +95,10 @@ DEFAULT_CUDA_THREADS = 4
 # default. Never touched on the CPU.
 DEFAULT_TF32 = True
 # T3's and the S3Gen flow's dtype (the vocoder, voice encoders and sampling stay float32:
-# server/engine/loading.py). None: DEFAULT_CPU_DTYPE on the CPU, DEFAULT_CUDA_DTYPE on CUDA.
+# server/engine/loading.py). None: the device's (`loading.default_dtype`): float32 on the CPU,
+# where the packed oneDNN kernels are float32 only; bfloat16 on CUDA, chosen for the GPU check
+# to confirm (loading.py says why; docs/architecture.md).
 DEFAULT_DTYPE: ModelDtype | None = None
-# float32 on the CPU, where the packed oneDNN kernels are float32 only; bfloat16 on CUDA, chosen
-# for the GPU check to confirm (loading.py says why; docs/architecture.md).
-DEFAULT_CPU_DTYPE = CPU_DTYPE
-DEFAULT_CUDA_DTYPE = CUDA_DTYPE
 
 # The levels both `logging` and uvicorn know.
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -176,9 +174,7 @@ class ServerConfig:
 
     def model_dtype(self) -> ModelDtype:
         """T3's and the S3Gen flow's dtype: `dtype`, or the device's default."""
-        if self.dtype is not None:
-            return self.dtype
-        return DEFAULT_CUDA_DTYPE if self.on_cuda else DEFAULT_CPU_DTYPE
+        return self.dtype if self.dtype is not None else default_dtype(self.device)
 
     def engine_config(self) -> EngineConfig:
         return EngineConfig(
@@ -430,7 +426,7 @@ def build_parser(env: Mapping[str, str]) -> argparse.ArgumentParser:
         _dtype,
         DEFAULT_DTYPE,
         "T3's and the S3Gen flow's dtype (vocoder and sampling stay float32)",
-        f"{DEFAULT_CUDA_DTYPE.value} on CUDA, {DEFAULT_CPU_DTYPE.value} on the CPU",
+        f"{CUDA_DTYPE.value} on CUDA, {CPU_DTYPE.value} on the CPU",
     )
     return p
 

@@ -198,7 +198,7 @@ def test_streaming_equals_regular_synthesis(engine: StreamingEngine) -> None:
         chunk_size=10,
         seed=SEED,
         max_new_tokens=12,
-        voice=_short_voice(engine.model, 50),
+        voice=_short_voice(engine.model, 20),
         language="zh",
     )
     chunks = list(engine.stream(request))

@@ -53,6 +53,7 @@ from server.engine.schema import (
     SILENCE_TOKEN,
     SPEECH_VOCAB_SIZE,
     TRAILING_SILENCE_TOKENS,
+    FlowWindow,
 )
 from server.engine.token2wav import NoiseTape, Token2WavStreamer
 from server.engine.types import Audio
@@ -131,13 +132,17 @@ def _floating_as(value: Any, dtype: torch.dtype) -> Any:
 
 
 def _seams(
-    model: Any, engine: StreamingEngine, tokens: list[int], seed: int, chunk_tokens: list[int]
+    model: Any,
+    engine: StreamingEngine,
+    window: FlowWindow,
+    tokens: list[int],
+    seed: int,
+    chunk_tokens: list[int],
 ) -> tuple[SeamFigures, SeamFigures]:
     """Our streamer and the naive one against offline decoding of the same tokens."""
     voice = builtin_voice(model)
     assert voice is not None
     _, ref = voice.for_request(0.5, model.device)
-    window = engine.config.window_for(model.meanflow)
     all_tokens = torch.tensor(tokens, device=model.device)
 
     def streamer(reference: int | None) -> Token2WavStreamer:
@@ -244,8 +249,8 @@ def measure(
     chunk_tokens = [round(c.audio.size / SAMPLES_PER_TOKEN) for c in chunks]
     tokens = speech_tokens_decoded(model, summary.speech_tokens)
     chunk_tokens[-1] = len(tokens) - sum(chunk_tokens[:-1])
-    ours, naive = _seams(model, engine, tokens, summary.seed, chunk_tokens)
     window = engine.config.window_for(model.meanflow)
+    ours, naive = _seams(model, engine, window, tokens, summary.seed, chunk_tokens)
 
     regular_total = statistics.median(regular_s)
     stream_total = statistics.median(stream_s)
